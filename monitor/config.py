@@ -1,0 +1,299 @@
+"""Hub configuration: ``hub.toml`` plus ``MONITOR_*`` environment variables plus flags.
+
+Precedence, lowest first: built-in defaults, the file, the environment, command-line flags.
+The file is found from ``--config``, then ``MONITOR_CONFIG``, then ``./hub.toml``, then
+the user config dir.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+APP_NAME = "monitor"
+ENV_PREFIX = "MONITOR_"
+CONFIG_FILE_NAME = "hub.toml"
+
+
+class ConfigError(Exception):
+    """A bad setting; ``str()`` is one line naming the source, the key and the problem."""
+
+
+def user_config_dir() -> Path:
+    """Where the user's ``hub.toml``, ``monitor.toml`` and themes live."""
+    return Path(platformdirs.user_config_dir(APP_NAME))
+
+
+def user_data_dir() -> Path:
+    """Default home of the hub's durable state."""
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """The ``[hub]`` table. Each field is also ``MONITOR_<NAME>`` and ``--<name>``."""
+
+    host: str = "127.0.0.1"
+    ws_port: int = 6899
+    api_port: int = 6900
+    data_dir: str = ""
+    offline_grace_ms: int = 3000
+    ping_after_ms: int = 15000
+    ping_timeout_extra_ms: int = 15000
+    auth_timeout_ms: int = 10000
+    history_size: int = 1000
+    send_buffer_limit: int = 4 * 1024 * 1024
+    commit_interval_ms: int = 2
+    log_level: str = "info"
+
+    def resolved_data_dir(self) -> Path:
+        """``data_dir`` or the user data dir when unset."""
+        return Path(self.data_dir).expanduser() if self.data_dir else user_data_dir()
+
+
+_POSITIVE = {"ws_port", "api_port", "ping_after_ms", "auth_timeout_ms", "history_size",
+             "send_buffer_limit"}
+_PORTS = {"ws_port", "api_port"}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key of a project: tokens are signed with ``secret`` and name ``sid`` as iss."""
+
+    sid: str
+    secret: str
+
+
+@dataclass(frozen=True)
+class Project:
+    """A tenant: its users, topics and attributes are invisible to every other project."""
+
+    id: int
+    name: str
+    keys: tuple[ApiKey, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the hub and the token tool need."""
+
+    hub: HubSettings = field(default_factory=HubSettings)
+    projects: tuple[Project, ...] = ()
+    source: str = "<defaults>"
+
+    def key(self, sid: str) -> tuple[Project, ApiKey] | None:
+        """The project and key with SID ``sid``."""
+        for project in self.projects:
+            for key in project.keys:
+                if key.sid == sid:
+                    return project, key
+        return None
+
+    def default_key(self) -> tuple[Project, ApiKey]:
+        """The first key of the first project (what the token tool signs with)."""
+        for project in self.projects:
+            if project.keys:
+                return project, project.keys[0]
+        raise ConfigError(f"{self.source}: no project with an API key "
+                          "(run `monitor config init` to make one)")
+
+
+# -- parsing -----------------------------------------------------------------------
+
+
+def _coerce(source: str, key: str, expected: type, value: Any) -> Any:
+    """Convert ``value`` (from TOML, env or a flag) to the field's type or raise."""
+    if expected is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{source}: {key}: expected an integer, got {value!r}")
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ConfigError(f"{source}: {key}: expected an integer, got {value!r}") from None
+        if not isinstance(value, int):
+            raise ConfigError(f"{source}: {key}: expected an integer, got {value!r}")
+        if value < 0 or (key in _POSITIVE and value == 0):
+            raise ConfigError(f"{source}: {key}: must be {'positive' if key in _POSITIVE else '>= 0'}, got {value}")
+        if key in _PORTS and value > 65535:
+            raise ConfigError(f"{source}: {key}: not a port number: {value}")
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{source}: {key}: expected a string, got {value!r}")
+    if key == "log_level" and value.lower() not in LOG_LEVELS:
+        raise ConfigError(f"{source}: {key}: must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return value.lower() if key == "log_level" else value
+
+
+_FIELD_TYPES = {f.name: (int if f.type in ("int", int) else str) for f in fields(HubSettings)}
+
+
+def apply_overrides(settings: HubSettings, values: Mapping[str, Any], source: str) -> HubSettings:
+    """``settings`` with ``values`` (name -> raw value) applied; unknown names refused."""
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in _FIELD_TYPES:
+            raise ConfigError(f"{source}: {key}: unknown setting "
+                              f"(known: {', '.join(sorted(_FIELD_TYPES))})")
+        changes[key] = _coerce(source, key, _FIELD_TYPES[key], value)
+    return dataclasses.replace(settings, **changes)
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    """The ``MONITOR_<SETTING>`` variables present in ``environ``."""
+    return {name: environ[ENV_PREFIX + name.upper()] for name in _FIELD_TYPES
+            if ENV_PREFIX + name.upper() in environ}
+
+
+def _parse_projects(source: str, raw: object) -> tuple[Project, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{source}: projects: expected [[projects]] tables")
+    projects: list[Project] = []
+    seen_ids: set[int] = set()
+    seen_sids: set[str] = set()
+    for i, item in enumerate(raw):
+        where = f"{source}: projects[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: expected a table")
+        pid = item.get("id")
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid < 0:
+            raise ConfigError(f"{where}.id: expected a non-negative integer, got {pid!r}")
+        if pid in seen_ids:
+            raise ConfigError(f"{where}.id: duplicate project id {pid}")
+        seen_ids.add(pid)
+        name = item.get("name", f"project {pid}")
+        if not isinstance(name, str):
+            raise ConfigError(f"{where}.name: expected a string, got {name!r}")
+        keys_raw = item.get("keys", [])
+        if not isinstance(keys_raw, list):
+            raise ConfigError(f"{where}.keys: expected an array of {{sid, secret}} tables")
+        keys: list[ApiKey] = []
+        for j, key in enumerate(keys_raw):
+            kwhere = f"{where}.keys[{j}]"
+            if not isinstance(key, dict):
+                raise ConfigError(f"{kwhere}: expected a {{sid, secret}} table")
+            sid, secret = key.get("sid"), key.get("secret")
+            if not isinstance(sid, str) or not sid:
+                raise ConfigError(f"{kwhere}.sid: expected a non-empty string")
+            if not isinstance(secret, str) or len(secret) < 16:
+                raise ConfigError(f"{kwhere}.secret: expected a string of 16 or more characters")
+            if sid in seen_sids:
+                raise ConfigError(f"{kwhere}.sid: duplicate key sid {sid!r}")
+            seen_sids.add(sid)
+            keys.append(ApiKey(sid, secret))
+        projects.append(Project(pid, name, tuple(keys)))
+    return tuple(projects)
+
+
+def parse_config(data: Mapping[str, Any], source: str) -> Config:
+    """Build a :class:`Config` from a parsed TOML document."""
+    unknown = set(data) - {"hub", "projects"}
+    if unknown:
+        raise ConfigError(f"{source}: {sorted(unknown)[0]}: unknown table or key")
+    hub_raw = data.get("hub", {})
+    if not isinstance(hub_raw, dict):
+        raise ConfigError(f"{source}: hub: expected a [hub] table")
+    hub = apply_overrides(HubSettings(), hub_raw, source)
+    return Config(hub, _parse_projects(source, data.get("projects")), source)
+
+
+def find_config_file(explicit: str | None, environ: Mapping[str, str],
+                     cwd: Path | None = None) -> Path | None:
+    """The config file to read, or ``None`` when there is none to be found."""
+    if explicit:
+        return Path(explicit)
+    if environ.get(ENV_PREFIX + "CONFIG"):
+        return Path(environ[ENV_PREFIX + "CONFIG"])
+    local = (cwd or Path.cwd()) / CONFIG_FILE_NAME
+    if local.is_file():
+        return local
+    user = user_config_dir() / CONFIG_FILE_NAME
+    return user if user.is_file() else None
+
+
+def load_config(explicit: str | None = None, environ: Mapping[str, str] | None = None,
+                flags: Mapping[str, Any] | None = None, cwd: Path | None = None) -> Config:
+    """Defaults, then the file, then the environment, then ``flags`` (``None`` values skipped)."""
+    environ = os.environ if environ is None else environ
+    path = find_config_file(explicit, environ, cwd)
+    config = Config()
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: file not found") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not UTF-8 text") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        config = parse_config(data, str(path))
+    hub = apply_overrides(config.hub, env_overrides(environ), "environment")
+    if flags:
+        hub = apply_overrides(hub, {k: v for k, v in flags.items() if v is not None},
+                              "command line")
+    return dataclasses.replace(config, hub=hub)
+
+
+# -- writing -----------------------------------------------------------------------
+
+TEMPLATE = """\
+# monitor hub configuration. Every [hub] setting can also be set with an environment
+# variable MONITOR_<NAME> (e.g. MONITOR_WS_PORT=7000) or a flag (--ws-port 7000).
+
+[hub]
+# Address to listen on. Keep 127.0.0.1 unless a TLS proxy or firewall fronts the hub.
+host = "127.0.0.1"
+# WebSocket endpoint (clients, Stringee SDKs) and REST API.
+ws_port = 6899
+api_port = 6900
+# Durable state (SQLite). Empty: the user data dir.
+data_dir = ""
+# A user who reconnects within this many ms after the last connection drops stays online.
+offline_grace_ms = 3000
+# The hub pings every connection this often; silent for ping_after_ms + 15 s, it is closed.
+ping_after_ms = 15000
+# Messages kept per topic so reconnecting clients can resume without a snapshot.
+history_size = 1000
+# A connection whose unsent bytes exceed this is dropped as a slow consumer.
+send_buffer_limit = 4194304
+# debug, info, warning or error.
+log_level = "info"
+
+# One [[projects]] table per tenant. Projects never see each other's users.
+[[projects]]
+id = 1
+name = "{name}"
+# Tokens are signed with a key's secret and name its sid as `iss`. Keep secrets secret;
+# add a second key to rotate, then remove the old one.
+keys = [{{ sid = "{sid}", secret = "{secret}" }}]
+"""
+
+
+def new_api_key() -> ApiKey:
+    """A fresh API key: a readable SID and a 256-bit secret."""
+    return ApiKey("SK" + secrets.token_hex(8).upper(), secrets.token_urlsafe(32))
+
+
+def write_initial_config(path: Path, project_name: str = "Contact centre") -> ApiKey:
+    """Write a commented ``hub.toml`` with one project and a new key; never overwrite."""
+    key = new_api_key()
+    text = TEMPLATE.format(name=project_name.replace('"', "'"), sid=key.sid, secret=key.secret)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # "x": fail rather than overwrite, even if the file appears meanwhile.
+    with path.open("x", encoding="utf-8") as out:
+        out.write(text)
+    path.chmod(0o600)
+    return key

@@ -1,0 +1,156 @@
+"""Wire protocol constants and frame shapes, as fixed by the hub's PROTOCOL spec. Pure."""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import IntEnum
+from typing import Any
+
+
+class Service(IntEnum):
+    """Service ids carried in every frame's ``service`` field."""
+
+    PING = 1
+    AUTHEN = 2
+    SUBSCRIBE_FROM_SERVER = 102
+    CHANGE_ATTRIBUTE = 103
+    OTHER_DEVICE_AUTHEN = 104
+    TOPIC_SNAPSHOT = 1001
+
+
+class Result(IntEnum):
+    """Result codes (``r``) of replies and REST errors."""
+
+    SUCCESS = 0
+    # AUTHEN failures
+    TOKEN_MISSING = 1
+    TOKEN_UNDECODABLE = 2
+    TOKEN_FORMAT = 3
+    TOKEN_ALGORITHM = 4
+    KEY_NOT_FOUND = 5
+    TOKEN_EXPIRED = 6
+    TOKEN_PAYLOAD = 7
+    AUTH_OTHER = 9
+    TOKEN_SIGNATURE = 10
+    # everything else
+    NOT_AUTHENTICATED = 20
+    INVALID_REQUEST = 21
+    READ_ONLY_ATTRIBUTE = 22
+    INVALID_ATTRIBUTE = 23
+    TOPIC_NOT_GRANTED = 24
+    USER_NOT_FOUND = 25
+    RATE_LIMITED = 26
+    INVALID_CALL = 27
+    INTERNAL_ERROR = 29
+
+
+MESSAGES: dict[Result, str] = {
+    Result.SUCCESS: "SUCCESS",
+    Result.TOKEN_MISSING: "token missing or empty",
+    Result.TOKEN_UNDECODABLE: "token cannot be decoded",
+    Result.TOKEN_FORMAT: "invalid token format",
+    Result.TOKEN_ALGORITHM: "algorithm is not HS256",
+    Result.KEY_NOT_FOUND: "API key SID not found",
+    Result.TOKEN_EXPIRED: "token expired",
+    Result.TOKEN_PAYLOAD: "invalid token payload",
+    Result.AUTH_OTHER: "authentication failed",
+    Result.TOKEN_SIGNATURE: "invalid signature",
+    Result.NOT_AUTHENTICATED: "not authenticated",
+    Result.INVALID_REQUEST: "invalid request",
+    Result.READ_ONLY_ATTRIBUTE: "attribute is read-only",
+    Result.INVALID_ATTRIBUTE: "attribute name or value invalid",
+    Result.TOPIC_NOT_GRANTED: "topic not granted",
+    Result.USER_NOT_FOUND: "user not found",
+    Result.RATE_LIMITED: "rate limited",
+    Result.INVALID_CALL: "call not found or invalid call transition",
+    Result.INTERNAL_ERROR: "internal error",
+}
+
+# Limits of the spec.
+MAX_FRAME_BYTES = 64 * 1024
+MAX_TOKEN_BYTES = 8 * 1024
+MAX_VALUE_BYTES = 1024
+MAX_TOPICS = 100
+MAX_ATTRIBUTE_GRANTS = 100
+MAX_USER_ID_CHARS = 128
+AUTH_TIMEOUT_S = 10.0
+
+# Names owned by the hub.
+ONLINE_STATUS = "onlineStatus"
+CALL = "call"
+BUILTIN_ATTRIBUTES = frozenset({ONLINE_STATUS, CALL})
+ALL_CALL_STATUS = "ALL_CALL_STATUS"
+ONLINE = "online"
+OFFLINE = "offline"
+
+TOPIC_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+ATTRIBUTE_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+def is_topic_name(name: object) -> bool:
+    """True when ``name`` is a valid topic name."""
+    return isinstance(name, str) and TOPIC_RE.fullmatch(name) is not None
+
+
+def is_attribute_name(name: object) -> bool:
+    """True when ``name`` is a valid attribute name."""
+    return isinstance(name, str) and ATTRIBUTE_RE.fullmatch(name) is not None
+
+
+def is_valid_value(value: object) -> bool:
+    """True for the attribute values the spec allows: short strings, numbers, booleans, null."""
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int | float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass")) <= MAX_VALUE_BYTES
+    return False
+
+
+def encode(service: int, body: dict[str, Any]) -> str:
+    """Serialise one frame; the one place frames are turned into text."""
+    return json.dumps({"service": int(service), "body": body}, separators=(",", ":"),
+                      ensure_ascii=False)
+
+
+def reply(service: int, request_id: Any, r: Result, message: str | None = None,
+          **extra: Any) -> dict[str, Any]:
+    """The body of a reply to a client request."""
+    body: dict[str, Any] = {"r": int(r), "message": message or MESSAGES[r]}
+    if request_id is not None:
+        body["requestId"] = request_id
+    body.update(extra)
+    return body
+
+
+class FrameError(ValueError):
+    """A frame that is not a JSON object: the connection is closed with 1007."""
+
+
+class RequestError(ValueError):
+    """A JSON object that is not a valid request: answered with ``r = 21``."""
+
+
+def decode(text: str | bytes) -> tuple[int, dict[str, Any]]:
+    """Parse one frame into ``(service, body)``.
+
+    Raise :class:`FrameError` when it is not a JSON object and :class:`RequestError`
+    when it lacks an integer ``service`` or an object ``body``.
+    """
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise FrameError("frame is not JSON") from exc
+    if not isinstance(obj, dict):
+        raise FrameError("frame is not a JSON object")
+    service = obj.get("service")
+    if not isinstance(service, int) or isinstance(service, bool):
+        raise RequestError("frame has no integer service")
+    body = obj.get("body")
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise RequestError("frame body is not an object")
+    return service, body

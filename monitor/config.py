@@ -123,7 +123,8 @@ def _coerce(source: str, key: str, expected: type, value: Any) -> Any:
         if not isinstance(value, int):
             raise ConfigError(f"{source}: {key}: expected an integer, got {value!r}")
         if value < 0 or (key in _POSITIVE and value == 0):
-            raise ConfigError(f"{source}: {key}: must be {'positive' if key in _POSITIVE else '>= 0'}, got {value}")
+            bound = "positive" if key in _POSITIVE else ">= 0"
+            raise ConfigError(f"{source}: {key}: must be {bound}, got {value}")
         if key in _PORTS and value > 65535:
             raise ConfigError(f"{source}: {key}: not a port number: {value}")
         return value
@@ -166,6 +167,9 @@ def _parse_projects(source: str, raw: object) -> tuple[Project, ...]:
         where = f"{source}: projects[{i}]"
         if not isinstance(item, dict):
             raise ConfigError(f"{where}: expected a table")
+        extra = sorted(set(item) - {"id", "name", "keys"})
+        if extra:
+            raise ConfigError(f"{where}.{extra[0]}: unknown key (known: id, keys, name)")
         pid = item.get("id")
         if not isinstance(pid, int) or isinstance(pid, bool) or pid < 0:
             raise ConfigError(f"{where}.id: expected a non-negative integer, got {pid!r}")
@@ -183,6 +187,9 @@ def _parse_projects(source: str, raw: object) -> tuple[Project, ...]:
             kwhere = f"{where}.keys[{j}]"
             if not isinstance(key, dict):
                 raise ConfigError(f"{kwhere}: expected a {{sid, secret}} table")
+            extra = sorted(set(key) - {"sid", "secret"})
+            if extra:
+                raise ConfigError(f"{kwhere}.{extra[0]}: unknown key (known: secret, sid)")
             sid, secret = key.get("sid"), key.get("secret")
             if not isinstance(sid, str) or not sid:
                 raise ConfigError(f"{kwhere}.sid: expected a non-empty string")
@@ -287,10 +294,16 @@ def new_api_key() -> ApiKey:
     return ApiKey("SK" + secrets.token_hex(8).upper(), secrets.token_urlsafe(32))
 
 
+def _toml_text(text: str) -> str:
+    """``text`` escaped for a TOML basic string (quotes, backslashes, control characters)."""
+    return "".join(ch if ch.isprintable() and ch not in '"\\' else f"\\U{ord(ch):08x}"
+                   for ch in text)
+
+
 def write_initial_config(path: Path, project_name: str = "Contact centre") -> ApiKey:
     """Write a commented ``hub.toml`` with one project and a new key; never overwrite."""
     key = new_api_key()
-    text = TEMPLATE.format(name=project_name.replace('"', "'"), sid=key.sid, secret=key.secret)
+    text = TEMPLATE.format(name=_toml_text(project_name), sid=key.sid, secret=key.secret)
     path.parent.mkdir(parents=True, exist_ok=True)
     # "x": fail rather than overwrite, even if the file appears meanwhile.
     with path.open("x", encoding="utf-8") as out:

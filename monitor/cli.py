@@ -147,8 +147,11 @@ def cmd_config_init(args: argparse.Namespace) -> int:
     path = Path(args.path) if args.path else Path(CONFIG_FILE_NAME)
     try:
         key = write_initial_config(path, args.name)
-    except FileExistsError:
-        raise UsageError(f"{path}: already exists; not overwritten") from None
+    except OSError as exc:
+        # FileExistsError also comes from a parent directory that is a file.
+        problem = ("already exists; not overwritten" if path.exists()
+                   else f"cannot write: {exc.strerror}")
+        raise UsageError(f"{path}: {problem}") from None
     print(f"wrote {path} (project 1, API key {key.sid})")
     return 0
 

@@ -1,0 +1,148 @@
+"""What a run measures and how it is written down: process CPU and memory from /proc,
+latency percentiles, the machine and commit, markdown tables for docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "benchmarks.md"
+RESULTS = REPO / "bench" / "results"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of a process, in KiB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value = line.split(":")
+                out[key] = int(value.split()[0])
+    return out
+
+
+class CpuMeter:
+    """CPU seconds used by some processes between ``start`` and ``stop``."""
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        self.pids = list(pids)
+        self.t0: dict[int, float] = {}
+        self.used: dict[int, float] = {}
+
+    def _read(self) -> dict[int, float]:
+        out = {}
+        for pid in self.pids:
+            try:
+                out[pid] = cpu_seconds(pid)
+            except OSError:
+                out[pid] = 0.0
+        return out
+
+    def start(self) -> None:
+        self.t0 = self._read()
+
+    def stop(self) -> float:
+        t1 = self._read()
+        self.used = {pid: t1[pid] - self.t0[pid] for pid in self.pids}
+        return sum(self.used.values())
+
+
+def percentiles(samples_ns: Sequence[int]) -> dict[str, float]:
+    """p50 / p99 / max in milliseconds (nan when there is no sample)."""
+    if not samples_ns:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan"),
+                "samples": 0}
+    s = sorted(samples_ns)
+    n = len(s)
+
+    def at(q: float) -> float:
+        return s[min(n - 1, int(q * n))] / 1e6
+
+    return {"p50_ms": at(0.50), "p99_ms": at(0.99), "max_ms": s[-1] / 1e6, "samples": n}
+
+
+def machine() -> dict[str, str]:
+    """What the run ran on."""
+    model = ""
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout \
+                .splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    mem = ""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    return {"cpu": model, "cores": str(os.cpu_count()), "memory": mem,
+            "kernel": platform.release(), "python": platform.python_version()}
+
+
+def commit() -> str:
+    """The commit benchmarked (with '+dirty' when the tree has local changes)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True,
+                              text=True).stdout.strip()
+    sha = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "monitor")
+    return sha + ("+dirty" if dirty else "")
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if v != v:
+            return "—"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        if abs(v) >= 10:
+            return f"{v:.1f}"
+        return f"{v:.2f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
+    """A markdown table: ``columns`` are (key, header)."""
+    out = ["| " + " | ".join(h for _, h in columns) + " |",
+           "|" + "|".join("---" for _ in columns) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(fmt(r.get(k, "")) for k, _ in columns) + " |")
+    return "\n".join(out)
+
+
+def header(title: str, command: str) -> str:
+    m = machine()
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"### {title}\n\n{now}, commit `{commit()}`, {m['cpu']}, {m['cores']} cores, "
+            f"{m['memory']}, Linux {m['kernel']}, Python {m['python']}. "
+            f"Command: `{command}`\n")
+
+
+def record(section: str, name: str, rows: list[dict[str, Any]]) -> Path:
+    """Append a markdown section to docs/benchmarks.md and the raw rows to bench/results/."""
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
+    path = RESULTS / f"{stamp}-{name}.json"
+    path.write_text(json.dumps({"machine": machine(), "commit": commit(), "rows": rows},
+                               indent=1, default=str))
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    DOC.write_text(text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n")
+    return path

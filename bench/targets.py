@@ -1,0 +1,166 @@
+"""The servers under test, each started in its own process pinned to core 0.
+
+``hub``: ``python -m monitor hub`` with a one-project config (log level warning).
+``baseline``: ``bench/baseline_ws_server.py`` (minimal ``websockets`` server).
+``mosquitto``: ``mosquitto -c`` a copy of ``bench/mosquitto.conf`` (websockets listener).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from monitor.tokens import mint_client_token, mint_rest_token
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+PROJECT_ID = 25
+KEY_SID = "SKBENCH000000001"
+KEY_SECRET = "bench-secret-0123456789-abcdefghijklmnop"
+SERVER_CPU = 0
+CLIENT_CPU = 1
+TARGETS = ("hub", "baseline", "mosquitto")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pinned_child() -> None:
+    """In the server child before exec: core 0, as many descriptors as allowed."""
+    os.sched_setaffinity(0, {SERVER_CPU})
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def raise_fd_limit() -> int:
+    """Lift this process's descriptor limit to the hard limit; return it."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def client_token(user_id: str, subscribe: tuple[str, ...] = (),
+                 attributes: tuple[tuple[str, str], ...] = ()) -> str:
+    return mint_client_token(KEY_SID, KEY_SECRET, user_id, subscribe=subscribe,
+                             attributes=attributes, ttl_s=6 * 3600)
+
+
+def rest_token() -> str:
+    return mint_rest_token(KEY_SID, KEY_SECRET, ttl_s=6 * 3600)
+
+
+def hub_available() -> bool:
+    """True when this checkout has a hub to start."""
+    return (REPO / "monitor" / "hub").is_dir() or (REPO / "monitor" / "hub.py").exists()
+
+
+class Target:
+    """A server process under test."""
+
+    def __init__(self, kind: str, mode: str = "broadcast", hub_settings: str = "") -> None:
+        if kind not in TARGETS:
+            raise ValueError(kind)
+        self.kind = kind
+        self.mode = mode
+        self.hub_settings = hub_settings
+        self.port = free_port()
+        self.api_port = free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
+        self.log_path = self.workdir / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def _command(self) -> list[str]:
+        if self.kind == "baseline":
+            return [sys.executable, str(BENCH / "baseline_ws_server.py"),
+                    "--port", str(self.port), "--mode", self.mode]
+        if self.kind == "mosquitto":
+            exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+            conf = self.workdir / "mosquitto.conf"
+            conf.write_text((BENCH / "mosquitto.conf").read_text()
+                            .replace("MQTT_PORT", str(free_port()))
+                            .replace("PORT", str(self.port)))
+            return [exe, "-c", str(conf)]
+        conf = self.workdir / "hub.toml"
+        conf.write_text(f"""
+[hub]
+host = "127.0.0.1"
+ws_port = {self.port}
+api_port = {self.api_port}
+data_dir = "{self.workdir / 'data'}"
+log_level = "warning"
+{self.hub_settings}
+
+[[projects]]
+id = {PROJECT_ID}
+name = "bench"
+keys = [{{ sid = "{KEY_SID}", secret = "{KEY_SECRET}" }}]
+""")
+        return [sys.executable, "-m", "monitor", "hub", "--config", str(conf)]
+
+    def start(self, timeout: float = 30.0) -> Target:
+        log = self.log_path.open("ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=self.workdir, env=env,
+                                     preexec_fn=_pinned_child, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited {self.proc.returncode}: {self.log()}")
+            if self._ready():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.kind} not ready within {timeout} s: {self.log()}")
+
+    def _ready(self) -> bool:
+        if self.kind == "hub":
+            try:
+                return httpx.get(self.api_url + "/healthz", timeout=0.5).status_code == 200
+            except httpx.HTTPError:
+                return False
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:] \
+            if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> Target:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)

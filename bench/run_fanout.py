@@ -28,9 +28,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import measure  # noqa: E402
-import targets  # noqa: E402
-import wsload  # noqa: E402
+import measure
+import targets
+import wsload
 
 # shared counters (one RawArray of int64)
 PHASE, REC, SENT, REFUSED, ACKED, PUB_READY, PUB_ERR = range(7)

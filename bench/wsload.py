@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import time
@@ -344,10 +345,8 @@ class Conn(asyncio.Protocol):
             if left <= 0:
                 raise TimeoutError("no message")
             self.waiter = asyncio.get_running_loop().create_future()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.waiter, left)
-            except TimeoutError:
-                pass
             self.waiter = None
         return self.inbox.popleft()
 

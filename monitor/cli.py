@@ -20,6 +20,7 @@ from monitor.config import (
     user_config_dir,
     write_initial_config,
 )
+from monitor.hub.command import add_hub_command
 from monitor.tokens import (
     AttributeGrant,
     TokenError,
@@ -224,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_token_commands(sub)
     _add_config_commands(sub)
+    add_hub_command(sub)
     return parser
 
 

@@ -51,7 +51,8 @@ class HubSettings:
     auth_timeout_ms: int = 10000
     history_size: int = 1000
     send_buffer_limit: int = 4 * 1024 * 1024
-    commit_interval_ms: int = 2
+    auth_rate_per_ip: int = 200
+    auth_burst_per_ip: int = 1000
     log_level: str = "info"
 
     def resolved_data_dir(self) -> Path:
@@ -60,7 +61,7 @@ class HubSettings:
 
 
 _POSITIVE = {"ws_port", "api_port", "ping_after_ms", "auth_timeout_ms", "history_size",
-             "send_buffer_limit"}
+             "send_buffer_limit", "auth_rate_per_ip", "auth_burst_per_ip"}
 _PORTS = {"ws_port", "api_port"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -276,6 +277,9 @@ ping_after_ms = 15000
 history_size = 1000
 # A connection whose unsent bytes exceed this is dropped as a slow consumer.
 send_buffer_limit = 4194304
+# AUTHEN attempts allowed per client IP: a burst, then so many per second (r = 26 beyond).
+auth_rate_per_ip = 200
+auth_burst_per_ip = 1000
 # debug, info, warning or error.
 log_level = "info"
 

@@ -1,0 +1,194 @@
+"""The REST API (FastAPI, served by uvicorn in the hub's event loop).
+
+Every change goes through the same state and commit pipeline as the WebSocket's
+CHANGE_ATTRIBUTE, so REST changes publish exactly like client changes.
+"""
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from monitor import __version__
+from monitor.hub.metrics import render
+from monitor.protocol import MESSAGES, Result
+from monitor.tokens import TokenError, verify_rest_token
+
+if TYPE_CHECKING:
+    from monitor.hub.server import Hub
+    from monitor.hub.state import User
+
+STATUS_FOR = {Result.USER_NOT_FOUND: 404, Result.RATE_LIMITED: 429,
+              Result.INTERNAL_ERROR: 500, Result.INVALID_CALL: 400}
+
+
+class ApiError(Exception):
+    """An error answered as ``{"r", "message"}`` with an HTTP status."""
+
+    def __init__(self, r: Result, message: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.r = r
+        self.message = message or MESSAGES[r]
+        self.status = status or (401 if int(r) < 20 else STATUS_FOR.get(r, 400))
+
+
+class ErrorBody(BaseModel):
+    r: int
+    message: str
+
+
+class AttributeChange(BaseModel):
+    attribute: str
+    value: str | int | float | bool | None
+
+
+class AttributeValue(BaseModel):
+    attribute: str
+    value: str | int | float | bool | None = None
+
+
+class UserBody(BaseModel):
+    userId: str
+    loginTime: int | None
+    attributes: list[AttributeValue]
+    chatCustomer: bool = False
+    displayName: str | None = None
+
+
+class UserList(BaseModel):
+    count: int
+    pageSize: int
+    users: list[UserBody]
+
+
+class DisconnectBody(BaseModel):
+    r: int
+    message: str
+    closed: int
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody},
+    429: {"model": ErrorBody}}
+
+
+def _value_matches(stored: Any, wanted: str) -> bool:
+    """``?value=`` compares with strings as they are and other values as JSON text."""
+    return stored == wanted if isinstance(stored, str) else json.dumps(stored) == wanted
+
+
+def build_app(hub: "Hub") -> FastAPI:
+    """The ASGI application of ``hub``."""
+    app = FastAPI(title="monitor hub REST API", version=__version__,
+                  description="Read and change users' attributes; presence and calls.")
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"r": int(exc.r), "message": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse({"r": int(Result.INVALID_REQUEST),
+                             "message": f"invalid request: {where}: {first.get('msg', '')}"},
+                            status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        r = Result.USER_NOT_FOUND if exc.status_code == 404 else Result.INVALID_REQUEST
+        return JSONResponse({"r": int(r), "message": str(exc.detail)},
+                            status_code=exc.status_code)
+
+    def project_of(
+        x_stringee_auth: Annotated[str | None, Header(alias="X-STRINGEE-AUTH")] = None,
+        access_token: Annotated[str | None, Query()] = None,
+    ) -> int:
+        """The project whose REST token authenticates this request."""
+        token = x_stringee_auth or access_token
+        try:
+            claims = verify_rest_token(token, hub.secret_for)
+        except TokenError as exc:
+            hub.metrics.auth_failures[str(int(exc.code))] = \
+                hub.metrics.auth_failures.get(str(int(exc.code)), 0) + 1
+            raise ApiError(exc.code, exc.message) from None
+        found = hub.config.key(claims.key_sid)
+        assert found is not None
+        return found[0].id
+
+    Project = Annotated[int, Depends(project_of)]
+
+    def known_user(project_id: int, user_id: str) -> "User":
+        user = hub.state.user(project_id, user_id)
+        if user is None:
+            raise ApiError(Result.USER_NOT_FOUND, f"user {user_id!r} not found")
+        return user
+
+    @app.get("/v1/users/{userId}", response_model=UserBody, response_model_exclude_unset=True,
+             responses=ERRORS)
+    async def get_user(userId: str, project_id: Project) -> dict[str, Any]:
+        """A user's attributes; `onlineStatus` and `call` are always listed."""
+        return known_user(project_id, userId).public()
+
+    @app.put("/v1/users/{userId}/attributes", response_model=UserBody,
+             response_model_exclude_unset=True, responses=ERRORS)
+    async def change_attributes(userId: str, changes: list[AttributeChange],
+                                project_id: Project) -> dict[str, Any]:
+        """Change 1-50 attributes atomically; each change is published through the
+        user's grants exactly like CHANGE_ATTRIBUTE. Answers once durable."""
+        user = known_user(project_id, userId)
+        effects = hub.state.change_attributes(project_id, userId,
+                                              [c.model_dump() for c in changes], hub.now_ms())
+        if effects.result != Result.SUCCESS:
+            raise ApiError(effects.result, effects.message)
+        if not await hub.submit(effects):
+            raise ApiError(Result.INTERNAL_ERROR, "change could not be stored")
+        return user.public()
+
+    @app.get("/v1/users", response_model=UserList, response_model_exclude_unset=True,
+             responses=ERRORS)
+    async def list_users(
+        project_id: Project,
+        page: Annotated[int, Query(ge=1)] = 1,
+        limit: Annotated[int, Query(ge=1, le=100)] = 100,
+        attribute: str | None = None,
+        value: str | None = None,
+        includeOffline: bool = False,
+    ) -> dict[str, Any]:
+        """Online users (all known users with `includeOffline=true`), a page at a time,
+        optionally only those whose `attribute` equals `value`."""
+        users = sorted(hub.state.project_users(project_id), key=lambda u: u.user_id)
+        if not includeOffline:
+            users = [u for u in users if u.online]
+        if attribute is not None:
+            users = [u for u in users if attribute in u.attributes and
+                     (value is None or _value_matches(u.attributes[attribute].value, value))]
+        start = (page - 1) * limit
+        return {"count": len(users), "pageSize": limit,
+                "users": [u.public() for u in users[start:start + limit]]}
+
+    @app.post("/v1/users/{userId}/disconnect", response_model=DisconnectBody,
+              responses=ERRORS)
+    async def disconnect_user(userId: str, project_id: Project) -> dict[str, Any]:
+        """Close every connection of the user (a supervisor's force-offline): the user
+        goes offline at once, without the grace period."""
+        known_user(project_id, userId)
+        closed = hub.kick(project_id, userId)
+        return {"r": 0, "message": "SUCCESS", "closed": closed}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        """Liveness: the hub answers and its store writes."""
+        return hub.health()
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(render(hub.metrics, hub.users_online),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app

@@ -1,0 +1,189 @@
+"""Wiring: config, state, store, WebSocket endpoint and REST API in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from websockets.asyncio.server import Server, serve
+
+from monitor.config import Config
+from monitor.hub.limits import AuthRateLimiter
+from monitor.hub.metrics import HubMetrics
+from monitor.hub.pipeline import CommitPipeline
+from monitor.hub.rest import build_app
+from monitor.hub.state import Effects, HubState
+from monitor.hub.store.sqlite import SqliteStore
+from monitor.hub.ws import CLOSE_GOING_AWAY, CLOSE_KICKED, Endpoint, Peer, Peers
+from monitor.protocol import MAX_FRAME_BYTES, ONLINE_STATUS
+
+log = logging.getLogger("monitor.hub")
+
+
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handlers: the hub owns shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Hub:
+    """One hub node: everything the endpoint and the REST API share."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = HubMetrics()
+        settings = config.hub
+        self.state = HubState([p.id for p in config.projects],
+                              history_size=settings.history_size,
+                              offline_grace_ms=settings.offline_grace_ms,
+                              ping_after_ms=settings.ping_after_ms)
+        self.auth_limiter = AuthRateLimiter(settings.auth_rate_per_ip,
+                                            settings.auth_burst_per_ip)
+        self.kicked: set[Peer] = set()
+        self.calls: Any = None
+        self.store: SqliteStore | None = None
+        self.pipeline: CommitPipeline | None = None
+        self.peers: Peers | None = None
+        self.ws_server: Server | None = None
+        self.rest_server: _EmbeddedUvicorn | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._expiry: asyncio.TimerHandle | None = None
+        self._stopping = asyncio.Event()
+        self.started_at = time.time()
+
+    # -- shared services ----------------------------------------------------------------
+
+    @staticmethod
+    def now_ms() -> int:
+        return int(time.time() * 1000)
+
+    def secret_for(self, sid: str) -> str | None:
+        found = self.config.key(sid)
+        return found[1].secret if found else None
+
+    def submit(self, effects: Effects) -> asyncio.Future[bool]:
+        """Store, then send: the only way state changes leave the hub."""
+        assert self.pipeline is not None
+        return self.pipeline.submit(effects)
+
+    def users_online(self) -> int:
+        return sum(1 for u in self.state.users.values()
+                   if u.value(ONLINE_STATUS) == "online")
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "connections": self.metrics.connections,
+                "usersOnline": self.users_online(),
+                "storeFailures": self.pipeline.failures if self.pipeline else 0,
+                "uptimeS": round(time.time() - self.started_at, 1)}
+
+    def schedule_offline_expiry(self) -> None:
+        """Run the grace-period expiry when the next one is due."""
+        if self._expiry is not None:
+            return
+        grace = self.config.hub.offline_grace_ms / 1000
+        loop = asyncio.get_running_loop()
+
+        def expire() -> None:
+            self._expiry = None
+            self.submit(self.state.expire_offline(self.now_ms()))
+            if self.state._offline_due:
+                self.schedule_offline_expiry()
+
+        self._expiry = loop.call_later(max(grace, 0.0) + 0.01, expire)
+
+    def kick(self, project_id: int, user_id: str) -> int:
+        """Close every connection of a user; they go offline without the grace period."""
+        assert self.peers is not None
+        handles = self.state.user_handles(project_id, user_id)
+        for peer in handles:
+            assert isinstance(peer, Peer)
+            self.kicked.add(peer)
+            self.peers.close(peer, CLOSE_KICKED, "disconnected by an administrator")
+        log.info("event=kicked project=%s user=%s connections=%d", project_id, user_id,
+                 len(handles))
+        return len(handles)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the store, then listen on both ports."""
+        settings = self.config.hub
+        data_dir = settings.resolved_data_dir()
+        self.store = SqliteStore(data_dir / "hub.sqlite3")
+        users, attributes = self.store.load()
+        now = self.now_ms()
+        for row in users:
+            if row.project_id in self.state.project_ids:
+                self.state.load_user(row, now)
+        for attr in attributes:
+            if attr.project_id in self.state.project_ids:
+                self.state.load_attribute(attr)
+        self.peers = Peers(self)
+        self.pipeline = CommitPipeline(self.store.write, self.peers.emit)
+        endpoint = Endpoint(self, self.peers)
+        self.ws_server = await serve(
+            endpoint.handle, settings.host, settings.ws_port, compression=None,
+            max_size=MAX_FRAME_BYTES, ping_interval=None, close_timeout=5,
+            max_queue=64, server_header=None)
+        app = build_app(self)
+        self.rest_server = _EmbeddedUvicorn(uvicorn.Config(
+            app, host=settings.host, port=settings.api_port, log_level="warning",
+            lifespan="off", access_log=False))
+        self._tasks = [asyncio.create_task(self.peers.ping_forever()),
+                       asyncio.create_task(self.rest_server.serve())]
+        while not self.rest_server.started:
+            if self._tasks[1].done():
+                self._tasks[1].result()  # raises the reason it could not start
+            await asyncio.sleep(0.01)
+        log.info("event=started ws=ws://%s:%d/ api=http://%s:%d data=%s users=%d projects=%d",
+                 settings.host, settings.ws_port, settings.host, settings.api_port, data_dir,
+                 len(self.state.users), len(self.config.projects))
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run_until_stopped(self) -> None:
+        await self._stopping.wait()
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Close every connection with a close frame, flush, save, stop listening."""
+        log.info("event=stopping connections=%d", self.metrics.connections)
+        if self.ws_server is not None:
+            self.ws_server.close(close_connections=False)
+            assert self.peers is not None
+            for peer in list(self.peers.all):
+                self.peers.close(peer, CLOSE_GOING_AWAY, "hub shutting down")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ws_server.wait_closed(), 10)
+        if self.rest_server is not None:
+            self.rest_server.should_exit = True
+        for task in self._tasks:
+            if task is not self._tasks[-1]:
+                task.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 10)
+        if self.pipeline is not None:
+            await self.pipeline.drain()
+            self.pipeline.close()
+        if self.store is not None:
+            self.store.close()
+        log.info("event=stopped")
+
+
+async def run_hub(config: Config) -> None:
+    """Run a hub until SIGINT or SIGTERM, then stop it cleanly."""
+    hub = Hub(config)
+    await hub.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, hub.request_stop)
+    await hub.run_until_stopped()

@@ -1,0 +1,496 @@
+"""The hub's state machine: presence, attributes, topics, seq/epoch, snapshots. Pure.
+
+No sockets, no clocks: callers pass ``now_ms`` and get back :class:`Effects` saying what to
+store and what to send to whom. Connections are opaque hashable handles chosen by the
+I/O layer. Every grant check happens here, so the rule "a client only receives topics its
+token subscribes to, a change goes only to the topic its grant names" lives in one place.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.protocol import (
+    ALL_CALL_STATUS,
+    BUILTIN_ATTRIBUTES,
+    CALL,
+    OFFLINE,
+    ONLINE,
+    ONLINE_STATUS,
+    Result,
+    Service,
+    encode,
+    is_attribute_name,
+    is_topic_name,
+    is_valid_value,
+    reply,
+)
+from monitor.tokens import ClientClaims, Grants
+
+Handle = Hashable
+Send = tuple[Sequence[Handle], str]
+ENDED = "Ended"
+MAX_CHANGES_PER_REQUEST = 50
+
+
+# -- what the store persists ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    """A user's durable record (attributes are separate rows)."""
+
+    project_id: int
+    user_id: str
+    display_name: str | None
+    login_time: int | None
+    grants: Grants
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeRow:
+    """One attribute value of one user, with the time it was set."""
+
+    project_id: int
+    user_id: str
+    name: str
+    value: Any
+    updated_ms: int
+
+
+StoreOp = UserRow | AttributeRow
+
+
+@dataclass(slots=True)
+class Effects:
+    """What one operation asks of the I/O layer, in order.
+
+    ``ops`` must be durable before ``sends`` go out; if they cannot be made durable,
+    ``undo`` runs and ``failure_sends`` go out instead.
+    """
+
+    ops: list[StoreOp] = field(default_factory=list)
+    sends: list[Send] = field(default_factory=list)
+    failure_sends: list[Send] = field(default_factory=list)
+    undo: list[Callable[[], None]] = field(default_factory=list)
+    result: Result = Result.SUCCESS
+    message: str | None = None
+
+    def extend(self, other: Effects) -> None:
+        """Append another operation's effects after these."""
+        self.ops += other.ops
+        self.sends += other.sends
+        self.failure_sends += other.failure_sends
+        self.undo += other.undo
+
+
+# -- the model ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Attribute:
+    value: Any
+    updated_ms: int
+
+
+@dataclass(slots=True)
+class Session:
+    """One authenticated connection."""
+
+    handle: Handle
+    connection_id: str
+    user: User
+    grants: Grants
+    client: dict[str, Any]
+
+
+@dataclass(slots=True)
+class User:
+    project_id: int
+    user_id: str
+    display_name: str | None = None
+    login_time: int | None = None
+    grants: Grants = field(default_factory=Grants)
+    attributes: dict[str, Attribute] = field(default_factory=dict)
+    sessions: dict[Handle, Session] = field(default_factory=dict)
+    offline_due_ms: int | None = None
+
+    @property
+    def online(self) -> bool:
+        current = self.attributes.get(ONLINE_STATUS)
+        return current is not None and current.value == ONLINE
+
+    def value(self, name: str) -> Any:
+        current = self.attributes.get(name)
+        return None if current is None else current.value
+
+    def in_call(self) -> bool:
+        status = self.value(CALL)
+        return status is not None and status != ENDED
+
+    def public(self) -> dict[str, Any]:
+        """The user object of the REST API."""
+        attributes: list[dict[str, Any]] = []
+        for name in (ONLINE_STATUS, CALL):
+            entry: dict[str, Any] = {"attribute": name}
+            if name in self.attributes:
+                entry["value"] = self.attributes[name].value
+            attributes.append(entry)
+        for name, attr in sorted(self.attributes.items()):
+            if name not in BUILTIN_ATTRIBUTES:
+                attributes.append({"attribute": name, "value": attr.value})
+        out: dict[str, Any] = {"loginTime": self.login_time, "attributes": attributes,
+                               "chatCustomer": False, "userId": self.user_id}
+        if self.display_name:
+            out["displayName"] = self.display_name
+        return out
+
+
+@dataclass(slots=True)
+class Topic:
+    project_id: int
+    name: str
+    epoch: str
+    history: deque[tuple[int, str]]
+    seq: int = 0
+    subscribers: set[Handle] = field(default_factory=set)
+    # (userId, attribute) pairs whose changes go to this topic, by the users' latest grants
+    publishers: set[tuple[str, str]] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthOutcome:
+    """The result of a successful :meth:`HubState.authenticate`."""
+
+    session: Session
+    effects: Effects
+
+
+def new_epoch() -> str:
+    """A fresh topic epoch: seq numbers restart with it (each hub start)."""
+    return secrets.token_hex(6)
+
+
+class HubState:
+    """All projects' users, topics and connections on this node."""
+
+    def __init__(self, project_ids: Iterable[int], *, history_size: int = 1000,
+                 offline_grace_ms: int = 3000, ping_after_ms: int = 15000,
+                 epoch: Callable[[], str] = new_epoch) -> None:
+        self.project_ids = frozenset(project_ids)
+        self.history_size = history_size
+        self.offline_grace_ms = offline_grace_ms
+        self.ping_after_ms = ping_after_ms
+        self._epoch = epoch
+        self.users: dict[tuple[int, str], User] = {}
+        self.topics: dict[tuple[int, str], Topic] = {}
+        self.sessions: dict[Handle, Session] = {}
+        self._offline_due: dict[tuple[int, str], User] = {}
+        self._next_connection = 0
+
+    # -- loading ------------------------------------------------------------------------
+
+    def load_user(self, row: UserRow, now_ms: int) -> User:
+        """Restore a user from the store; everyone starts offline."""
+        user = self._user(row.project_id, row.user_id)
+        user.display_name = row.display_name
+        user.login_time = row.login_time
+        self._set_grants(user, row.grants)
+        user.attributes[ONLINE_STATUS] = Attribute(OFFLINE, now_ms)
+        return user
+
+    def load_attribute(self, row: AttributeRow) -> None:
+        """Restore one stored attribute value."""
+        user = self._user(row.project_id, row.user_id)
+        user.attributes[row.name] = Attribute(row.value, row.updated_ms)
+        if row.name == CALL:
+            self._topic(row.project_id, ALL_CALL_STATUS).publishers.add((row.user_id, CALL))
+
+    # -- lookups ------------------------------------------------------------------------
+
+    def user(self, project_id: int, user_id: str) -> User | None:
+        return self.users.get((project_id, user_id))
+
+    def project_users(self, project_id: int) -> list[User]:
+        return [u for (pid, _), u in self.users.items() if pid == project_id]
+
+    def _user(self, project_id: int, user_id: str) -> User:
+        key = (project_id, user_id)
+        user = self.users.get(key)
+        if user is None:
+            user = self.users[key] = User(project_id, user_id)
+        return user
+
+    def _topic(self, project_id: int, name: str) -> Topic:
+        key = (project_id, name)
+        topic = self.topics.get(key)
+        if topic is None:
+            topic = self.topics[key] = Topic(project_id, name, self._epoch(),
+                                             deque(maxlen=self.history_size))
+        return topic
+
+    def _set_grants(self, user: User, grants: Grants) -> None:
+        """Make ``grants`` the user's latest and index who publishes to which topic."""
+        for g in user.grants.attributes:
+            topic = self.topics.get((user.project_id, g.topic))
+            if topic is not None:
+                topic.publishers.discard((user.user_id, g.attribute))
+        user.grants = grants
+        for g in grants.attributes:
+            self._topic(user.project_id, g.topic).publishers.add((user.user_id, g.attribute))
+
+    # -- publishing: the one place topic messages are made ---------------------------------
+
+    def _publish(self, user: User, name: str, old: Any, new: Any, now_ms: int,
+                 extra: Mapping[str, Any] | None = None) -> list[Send]:
+        topics = list(user.grants.topics_for(name))
+        if name == CALL:
+            topics.append(ALL_CALL_STATUS)
+        if not topics:
+            return []
+        message: dict[str, Any] = {
+            "attribute": name, "newValue": new, "oldValue": old, "userId": user.user_id,
+            "projectId": user.project_id, "timestamp": now_ms,
+            "callEnded": not user.in_call(),
+        }
+        if user.display_name:
+            message["displayName"] = user.display_name
+        if extra:
+            message.update(extra)
+        sends: list[Send] = []
+        for name_ in topics:
+            topic = self._topic(user.project_id, name_)
+            topic.seq += 1
+            frame = encode(Service.SUBSCRIBE_FROM_SERVER,
+                           {"topic": topic.name, "seq": topic.seq, "message": message})
+            topic.history.append((topic.seq, frame))
+            if topic.subscribers:
+                sends.append((tuple(topic.subscribers), frame))
+        return sends
+
+    def _set_value(self, user: User, name: str, new: Any, now_ms: int,
+                   extra: Mapping[str, Any] | None = None) -> Effects:
+        """Store and publish one value; publishes nothing when it is unchanged."""
+        effects = Effects()
+        current = user.attributes.get(name)
+        old = None if current is None else current.value
+        if current is not None and old == new and type(old) is type(new):
+            return effects
+        user.attributes[name] = Attribute(new, now_ms)
+        if name != ONLINE_STATUS:
+            effects.ops.append(AttributeRow(user.project_id, user.user_id, name, new, now_ms))
+
+        def undo() -> None:
+            if user.attributes.get(name) is not None and user.attributes[name].value == new:
+                if current is None:
+                    del user.attributes[name]
+                else:
+                    user.attributes[name] = current
+
+        effects.undo.append(undo)
+        effects.sends += self._publish(user, name, old, new, now_ms, extra)
+        return effects
+
+    # -- attributes ---------------------------------------------------------------------
+
+    def change_attributes(self, project_id: int, user_id: str, changes: object,
+                          now_ms: int) -> Effects:
+        """Apply ``[{"attribute", "value"}, ...]`` atomically (all or none) for a user.
+
+        Used by CHANGE_ATTRIBUTE (one change) and the REST PUT (1-50).
+        """
+        user = self.users.get((project_id, user_id))
+        if user is None:
+            return Effects(result=Result.USER_NOT_FOUND, message=f"user {user_id!r} not found")
+        if not isinstance(changes, list) or not 1 <= len(changes) <= MAX_CHANGES_PER_REQUEST:
+            return Effects(result=Result.INVALID_REQUEST,
+                           message=f"expected 1-{MAX_CHANGES_PER_REQUEST} attribute changes")
+        parsed: list[tuple[str, Any]] = []
+        for item in changes:
+            if not isinstance(item, dict) or "attribute" not in item or "value" not in item:
+                return Effects(result=Result.INVALID_REQUEST,
+                               message="each change needs attribute and value")
+            name, value = item["attribute"], item["value"]
+            if not isinstance(name, str):
+                return Effects(result=Result.INVALID_REQUEST, message="attribute is not a string")
+            if name in BUILTIN_ATTRIBUTES:
+                return Effects(result=Result.READ_ONLY_ATTRIBUTE,
+                               message=f"{name} is owned by the hub")
+            if not is_attribute_name(name):
+                return Effects(result=Result.INVALID_ATTRIBUTE,
+                               message="attribute name must match [A-Za-z0-9_.-]{1,64}")
+            if isinstance(value, dict | list):
+                return Effects(result=Result.INVALID_REQUEST,
+                               message="value must be a string, number, boolean or null")
+            if not is_valid_value(value):
+                return Effects(result=Result.INVALID_ATTRIBUTE,
+                               message="value too long (max 1024 bytes) or not finite")
+            parsed.append((name, value))
+        effects = Effects()
+        for name, value in parsed:
+            effects.extend(self._set_value(user, name, value, now_ms))
+        return effects
+
+    def set_builtin(self, project_id: int, user_id: str, name: str, value: Any, now_ms: int,
+                    extra: Mapping[str, Any] | None = None) -> Effects:
+        """Set a hub-owned attribute (``call``); for the hub's own services."""
+        user = self._user(project_id, user_id)
+        if name == CALL:
+            self._topic(project_id, ALL_CALL_STATUS).publishers.add((user_id, CALL))
+        return self._set_value(user, name, value, now_ms, extra)
+
+    # -- connections and presence -------------------------------------------------------
+
+    def authenticate(self, handle: Handle, project_id: int, claims: ClientClaims,
+                     client: dict[str, Any], request_id: Any, now_ms: int,
+                     resume: object = None) -> AuthOutcome:
+        """Register an authenticated connection; publish online if the user was offline."""
+        self._next_connection += 1
+        user = self._user(project_id, claims.user_id)
+        connection_id = f"{secrets.token_hex(4)}-{self._next_connection}"
+        # Stringee's SDK knows itself by its deviceId: use it as the clientId when sent.
+        session = Session(handle, connection_id, user, claims.grants,
+                          {**client, "clientId": client.get("deviceId") or connection_id})
+        effects = Effects()
+        user.login_time = now_ms
+        if claims.display_name:
+            user.display_name = claims.display_name
+        self._set_grants(user, claims.grants)
+        effects.ops.append(UserRow(project_id, user.user_id, user.display_name, now_ms,
+                                   claims.grants))
+        others = list(user.sessions)
+        user.sessions[handle] = session
+        self.sessions[handle] = session
+        # Back within the grace period: nothing to publish.
+        user.offline_due_ms = None
+        self._offline_due.pop((project_id, user.user_id), None)
+        if not user.online:
+            effects.extend(self._set_value(user, ONLINE_STATUS, ONLINE, now_ms))
+        # Subscribe after publishing: the reply's seq already counts this login, and a
+        # client that needs the message reads it from the snapshot or resume.
+        for topic_name in claims.grants.subscribe:
+            self._topic(project_id, topic_name).subscribers.add(handle)
+        topics = {name: {"epoch": t.epoch, "seq": t.seq}
+                  for name in claims.grants.subscribe
+                  for t in (self._topic(project_id, name),)}
+        body = reply(Service.AUTHEN, request_id, Result.SUCCESS,
+                     userId=user.user_id, projectId=project_id, connectionId=connection_id,
+                     clients=[s.client for s in user.sessions.values()], ice_servers=[],
+                     ping_after_ms=self.ping_after_ms, loginTime=now_ms,
+                     **claims.grants.to_json(), topics=topics)
+        if user.display_name:
+            body["displayName"] = user.display_name
+        resume_frames: list[str] = []
+        if isinstance(resume, dict):
+            body["recovered"], resume_frames = self._resume(session, resume)
+        # The reply, then what the client missed, then the news for everyone else.
+        own: list[Send] = [((handle,), encode(Service.AUTHEN, body))]
+        own += [((handle,), frame) for frame in resume_frames]
+        effects.sends[:0] = own
+        if others:
+            effects.sends.append((others, self._other_device_frame(user, session, "connected")))
+        return AuthOutcome(session, effects)
+
+    def _resume(self, session: Session, resume: dict[Any, Any]
+                ) -> tuple[dict[str, bool], list[str]]:
+        recovered: dict[str, bool] = {}
+        frames: list[str] = []
+        for name, position in resume.items():
+            if not isinstance(name, str) or not session.grants.may_receive(name):
+                continue
+            topic = self._topic(session.user.project_id, name)
+            ok = False
+            if isinstance(position, dict) and position.get("epoch") == topic.epoch:
+                seq = position.get("seq")
+                if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= topic.seq:
+                    oldest = topic.history[0][0] if topic.history else topic.seq + 1
+                    if seq + 1 >= oldest:
+                        frames += [f for s, f in topic.history if s > seq]
+                        ok = True
+            recovered[name] = ok
+        return recovered, frames
+
+    def _other_device_frame(self, user: User, session: Session, status: str) -> str:
+        """OTHER_DEVICE_AUTHEN: ``status`` is "connected" or "disconnected" (the Web SDK
+        reads exactly these), ``clientId`` as in the AUTHEN reply's ``clients``."""
+        return encode(Service.OTHER_DEVICE_AUTHEN, {
+            **session.client, "status": status, "userId": user.user_id,
+            "projectId": user.project_id, "connectionId": session.connection_id,
+            "clients": [s.client for s in user.sessions.values()],
+        })
+
+    def disconnect(self, handle: Handle, now_ms: int, immediate: bool = False) -> Effects:
+        """Forget a connection. The last one of a user starts the offline grace period
+        (or goes offline now when ``immediate`` or the grace is 0)."""
+        effects = Effects()
+        session = self.sessions.pop(handle, None)
+        if session is None:
+            return effects
+        user = session.user
+        user.sessions.pop(handle, None)
+        for name in session.grants.subscribe:
+            topic = self.topics.get((user.project_id, name))
+            if topic is not None:
+                topic.subscribers.discard(handle)
+        if user.sessions:
+            effects.sends.append((list(user.sessions),
+                                  self._other_device_frame(user, session, "disconnected")))
+        elif immediate or self.offline_grace_ms <= 0:
+            effects.extend(self._set_value(user, ONLINE_STATUS, OFFLINE, now_ms))
+        else:
+            user.offline_due_ms = now_ms + self.offline_grace_ms
+            self._offline_due[(user.project_id, user.user_id)] = user
+        return effects
+
+    def expire_offline(self, now_ms: int) -> Effects:
+        """Take offline every user whose grace period has run out."""
+        effects = Effects()
+        for key, user in list(self._offline_due.items()):
+            due = user.offline_due_ms
+            if due is None or user.sessions:
+                del self._offline_due[key]
+            elif due <= now_ms:
+                del self._offline_due[key]
+                user.offline_due_ms = None
+                effects.extend(self._set_value(user, ONLINE_STATUS, OFFLINE, now_ms))
+        return effects
+
+    def user_handles(self, project_id: int, user_id: str) -> list[Handle]:
+        user = self.users.get((project_id, user_id))
+        return [] if user is None else list(user.sessions)
+
+    # -- snapshots ----------------------------------------------------------------------
+
+    def snapshot(self, session: Session, topic_name: object, request_id: Any) -> str:
+        """The TOPIC_SNAPSHOT reply frame for ``session``."""
+        if not is_topic_name(topic_name):
+            return encode(Service.TOPIC_SNAPSHOT, reply(
+                Service.TOPIC_SNAPSHOT, request_id, Result.INVALID_REQUEST, "invalid topic"))
+        assert isinstance(topic_name, str)
+        if not session.grants.may_receive(topic_name):
+            return encode(Service.TOPIC_SNAPSHOT, reply(
+                Service.TOPIC_SNAPSHOT, request_id, Result.TOPIC_NOT_GRANTED,
+                f"topic {topic_name!r} not granted by the token"))
+        project_id = session.user.project_id
+        topic = self._topic(project_id, topic_name)
+        values: list[dict[str, Any]] = []
+        for user_id, name in sorted(topic.publishers):
+            user = self.users.get((project_id, user_id))
+            if user is None or name not in user.attributes:
+                continue
+            attr = user.attributes[name]
+            entry: dict[str, Any] = {"userId": user_id, "attribute": name,
+                                     "value": attr.value, "timestamp": attr.updated_ms}
+            if user.display_name:
+                entry["displayName"] = user.display_name
+            if name == CALL:
+                entry["callEnded"] = not user.in_call()
+            values.append(entry)
+        return encode(Service.TOPIC_SNAPSHOT, reply(
+            Service.TOPIC_SNAPSHOT, request_id, Result.SUCCESS, topic=topic.name,
+            epoch=topic.epoch, seq=topic.seq, values=values))
+

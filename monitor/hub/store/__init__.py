@@ -1,0 +1,1 @@
+"""Durable state behind the hub: SQLite on one node (Redis for many nodes comes later)."""

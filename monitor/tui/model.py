@@ -1,0 +1,446 @@
+"""The agent table the monitor shows, fed with topic snapshots and messages. Pure.
+
+Nothing here touches a socket, a screen or the wall clock: every call that needs the time
+is given ``now`` (epoch seconds). The screen reads this model a few times a second.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from monitor.protocol import CALL, OFFLINE, ONLINE, ONLINE_STATUS
+
+ACTIVE_CALL_STATES = ("Calling", "Ringing", "Answered")
+CALL_ENDED = "Ended"
+CALL_WORDS = {"Calling": "calling", "Ringing": "ringing", "Answered": "talking"}
+"""How the monitor names each active call state (the protocol's names match too)."""
+IDLE = "idle"
+UNKNOWN = "unknown"
+DEFAULT_STATUS_ATTRIBUTE = "manual_status"
+
+
+def value_text(value: Any) -> str:
+    """How an attribute value reads on screen and in filters."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _seconds(timestamp: Any, fallback: float) -> float:
+    """A hub timestamp (epoch ms) as epoch seconds; ``fallback`` when absent or bad."""
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
+        return fallback
+    if not math.isfinite(timestamp) or timestamp <= 0:
+        return fallback
+    return timestamp / 1000.0
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """The latest call of an agent as the topics told it."""
+
+    status: str
+    call_id: str | None = None
+    caller: str | None = None
+    callee: str | None = None
+
+    def other_party(self, user_id: str) -> str | None:
+        """Who is at the other end, seen from ``user_id``."""
+        if self.caller == user_id:
+            return self.callee
+        if self.callee == user_id:
+            return self.caller
+        return self.callee or self.caller
+
+
+@dataclass(frozen=True)
+class Change:
+    """One attribute change of one agent (an event log line, a timeline entry)."""
+
+    time: float
+    """When it happened, hub time (epoch seconds)."""
+    user_id: str
+    attribute: str
+    old: Any
+    new: Any
+    topic: str | None = None
+    """The topic it came on; ``None`` for a snapshot."""
+    call: CallInfo | None = None
+
+
+@dataclass
+class Agent:
+    """Everything known of one user seen on the subscribed topics."""
+
+    user_id: str
+    display_name: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    since: dict[str, float] = field(default_factory=dict)
+    """Attribute name -> when its current value was set (epoch seconds)."""
+    call_info: CallInfo | None = None
+    last_change: float | None = None
+    timeline: deque[Change] = field(default_factory=lambda: deque(maxlen=500))
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.user_id
+
+    @property
+    def online(self) -> str:
+        """``online``, ``offline`` or ``unknown`` (the topics carry no presence)."""
+        value = self.values.get(ONLINE_STATUS)
+        return value if value in (ONLINE, OFFLINE) else UNKNOWN
+
+    @property
+    def call_state(self) -> str:
+        """The call status while a call is active, ``idle`` otherwise."""
+        value = self.values.get(CALL)
+        return value if value in ACTIVE_CALL_STATES else IDLE
+
+    @property
+    def on_call(self) -> bool:
+        return self.call_state != IDLE
+
+    @property
+    def other_party(self) -> str | None:
+        if not self.on_call or self.call_info is None:
+            return None
+        return self.call_info.other_party(self.user_id)
+
+
+class Applied(Enum):
+    """What :meth:`AgentTable.apply_message` did with a message."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    """Its seq was already covered (by a snapshot or an earlier message): ignored."""
+    GAP = "gap"
+    """Applied, but messages were missed before it: the topic needs a fresh snapshot."""
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Seconds after which a state is too long: per manual status, call state, online state."""
+
+    status: Mapping[str, float] = field(default_factory=dict)
+    call: Mapping[str, float] = field(default_factory=dict)
+    online: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Breach:
+    """An agent over a threshold."""
+
+    kind: str
+    """``status``, ``call`` or ``online``."""
+    state: str
+    limit: float
+    elapsed: float
+
+
+# Sort and filter ---------------------------------------------------------------------
+
+BUILTIN_COLUMNS = ("name", "online", "status", "status_time", "call", "call_time",
+                   "last_change")
+_CALL_ORDER = {"Answered": 0, "Ringing": 1, "Calling": 2, IDLE: 3}
+_ONLINE_ORDER = {ONLINE: 0, UNKNOWN: 1, OFFLINE: 2}
+
+
+@dataclass(frozen=True)
+class Sort:
+    """Sort by ``column`` (a built-in column or a custom attribute name)."""
+
+    column: str = "name"
+    reverse: bool = False
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which agents to show: all must hold."""
+
+    text: str = ""
+    """Case-insensitive substring of the name, userId or any state or attribute value."""
+    online_only: bool = False
+    on_call: bool = False
+    status: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.text.strip() or self.online_only or self.on_call or self.status)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Totals over every known agent (not just the filtered ones)."""
+
+    total: int
+    by_online: Mapping[str, int]
+    by_status: Mapping[str, int]
+    by_call: Mapping[str, int]
+    available: int
+    on_call: int
+    breaches: int
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One point of the summary chart."""
+
+    time: float
+    available: int
+    on_call: int
+
+
+@dataclass
+class _Cursor:
+    epoch: Any = None
+    seq: int | None = None
+
+
+class AgentTable:
+    """Agents keyed by userId, updated from snapshots and topic messages."""
+
+    def __init__(self, *, status_attribute: str = DEFAULT_STATUS_ATTRIBUTE,
+                 available_status: str = "available",
+                 thresholds: Thresholds | None = None,
+                 event_log_size: int = 200, timeline_size: int = 500,
+                 history_seconds: float = 600.0, history_step: float = 10.0) -> None:
+        self.status_attribute = status_attribute
+        self.available_status = available_status
+        self.thresholds = thresholds or Thresholds()
+        self.agents: dict[str, Agent] = {}
+        self.events: deque[Change] = deque(maxlen=event_log_size)
+        self.history: deque[Sample] = deque(maxlen=max(1, int(history_seconds // history_step)))
+        self.history_step = history_step
+        self.stale = False
+        self.version = 0
+        """Bumped on every change of an agent: the screen skips work when it is unchanged."""
+        self._timeline_size = timeline_size
+        self._cursors: dict[str, _Cursor] = {}
+        self._custom: dict[str, None] = {}
+
+    # -- feeding -------------------------------------------------------------------------
+
+    def _agent(self, user_id: str) -> Agent:
+        agent = self.agents.get(user_id)
+        if agent is None:
+            agent = Agent(user_id, timeline=deque(maxlen=self._timeline_size))
+            self.agents[user_id] = agent
+        return agent
+
+    def _note_attribute(self, name: str) -> None:
+        if name not in (ONLINE_STATUS, CALL, self.status_attribute):
+            self._custom.setdefault(name, None)
+
+    def _set(self, agent: Agent, attribute: str, value: Any, when: float,
+             topic: str | None, call: CallInfo | None) -> bool:
+        """Store one value; False when it is older than what is known (out of order)."""
+        if when < agent.since.get(attribute, -math.inf):
+            return False
+        old = agent.values.get(attribute)
+        changed = attribute not in agent.values or old != value
+        agent.values[attribute] = value
+        if attribute == CALL:
+            agent.call_info = call or CallInfo(value_text(value))
+        if not changed:
+            return True
+        agent.since[attribute] = when
+        agent.last_change = max(agent.last_change or when, when)
+        self._note_attribute(attribute)
+        self.version += 1
+        agent.timeline.append(Change(when, agent.user_id, attribute, old, value, topic, call))
+        return True
+
+    def apply_snapshot(self, topic: str, values: Iterable[Mapping[str, Any]], *,
+                       seq: int | None = None, epoch: Any = None, now: float) -> int:
+        """Take a TOPIC_SNAPSHOT reply's ``values``; returns how many were usable."""
+        used = 0
+        for item in values:
+            user_id, attribute = item.get("userId"), item.get("attribute")
+            if not isinstance(user_id, str) or not user_id or not isinstance(attribute, str):
+                continue
+            agent = self._agent(user_id)
+            display_name = item.get("displayName")
+            if isinstance(display_name, str) and display_name:
+                agent.display_name = display_name
+            value = item.get("value")
+            call = _call_from(item, value) if attribute == CALL else None
+            when = _seconds(item.get("timestamp"), now)
+            # The timestamp orders it against messages: a newer message already applied
+            # (seq > the snapshot's) keeps its value; anything older is overwritten.
+            self._set(agent, attribute, value, when, None, call)
+            self._note_attribute(attribute)
+            used += 1
+        self._cursors[topic] = _Cursor(epoch, seq if isinstance(seq, int) else None)
+        self.version += 1
+        return used
+
+    def apply_message(self, topic: str, message: Mapping[str, Any], *, seq: Any = None,
+                      now: float) -> Applied:
+        """Take one SUBSCRIBE_FROM_SERVER body's ``message`` (and the body's ``seq``)."""
+        user_id, attribute = message.get("userId"), message.get("attribute")
+        if not isinstance(user_id, str) or not user_id or not isinstance(attribute, str):
+            return Applied.INVALID
+        result = Applied.APPLIED
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            cursor = self._cursors.setdefault(topic, _Cursor())
+            if cursor.seq is not None:
+                if seq <= cursor.seq:
+                    return Applied.DUPLICATE
+                if seq > cursor.seq + 1:
+                    result = Applied.GAP
+            cursor.seq = seq
+        when = _seconds(message.get("timestamp"), now)
+        value = message.get("newValue")
+        call = _call_from(message, value) if attribute == CALL else None
+        change = Change(when, user_id, attribute, message.get("oldValue"), value, topic, call)
+        self.events.append(change)
+        agent = self._agent(user_id)
+        display_name = message.get("displayName")
+        if isinstance(display_name, str) and display_name:
+            agent.display_name = display_name
+        self._set(agent, attribute, value, when, topic, call)
+        self.version += 1
+        return result
+
+    def topic_cursor(self, topic: str) -> tuple[Any, int | None]:
+        """``(epoch, seq)`` last seen on ``topic`` (for resume)."""
+        cursor = self._cursors.get(topic, _Cursor())
+        return cursor.epoch, cursor.seq
+
+    def set_stale(self, stale: bool) -> None:
+        """Mark the data as possibly out of date (the link to the hub is down)."""
+        if self.stale != stale:
+            self.stale = stale
+            self.version += 1
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def custom_attributes(self) -> list[str]:
+        """Attributes other than presence, call and manual status, in order of appearance."""
+        return list(self._custom)
+
+    def status_of(self, agent: Agent) -> str | None:
+        value = agent.values.get(self.status_attribute)
+        return None if value is None else value_text(value)
+
+    def time_in(self, agent: Agent, attribute: str, now: float) -> float | None:
+        """Seconds since ``attribute`` took its current value."""
+        since = agent.since.get(attribute)
+        return None if since is None else max(0.0, now - since)
+
+    def breaches(self, agent: Agent, now: float) -> list[Breach]:
+        """The thresholds this agent is over right now."""
+        found: list[Breach] = []
+        checks = ((
+            "status", self.thresholds.status, self.status_of(agent), self.status_attribute),
+            ("call", self.thresholds.call, agent.call_state if agent.on_call else None, CALL),
+            ("online", self.thresholds.online, agent.values.get(ONLINE_STATUS), ONLINE_STATUS))
+        for kind, limits, state, attribute in checks:
+            if state is None or state not in limits:
+                continue
+            elapsed = self.time_in(agent, attribute, now)
+            if elapsed is not None and elapsed > limits[state]:
+                found.append(Breach(kind, state, limits[state], elapsed))
+        return found
+
+    def is_available(self, agent: Agent) -> bool:
+        return (agent.online != OFFLINE and not agent.on_call
+                and self.status_of(agent) == self.available_status)
+
+    def matches(self, agent: Agent, flt: Filter) -> bool:
+        """Whether ``agent`` passes ``flt``."""
+        if flt.online_only and agent.online != ONLINE:
+            return False
+        if flt.on_call and not agent.on_call:
+            return False
+        if flt.status is not None and self.status_of(agent) != flt.status:
+            return False
+        needle = flt.text.strip().casefold()
+        if not needle:
+            return True
+        haystack = [agent.user_id, agent.display_name or "", agent.online, agent.call_state,
+                    CALL_WORDS.get(agent.call_state, ""), agent.other_party or ""]
+        haystack += [value_text(v) for v in agent.values.values()]
+        return any(needle in text.casefold() for text in haystack)
+
+    def sort_key(self, agent: Agent, column: str, now: float) -> tuple[Any, ...]:
+        """The key ``column`` sorts ``agent`` by; unknown values sort last."""
+        name = (agent.name.casefold(), agent.user_id)
+        if column == "online":
+            key: Any = _ONLINE_ORDER.get(agent.online, 3)
+        elif column == "status":
+            status = self.status_of(agent)
+            key = (status is None, (status or "").casefold())
+        elif column == "status_time":
+            key = _duration_key(self.time_in(agent, self.status_attribute, now))
+        elif column == "call":
+            key = (_CALL_ORDER.get(agent.call_state, 4), (agent.other_party or "").casefold())
+        elif column == "call_time":
+            elapsed = self.time_in(agent, CALL, now) if agent.on_call else None
+            key = _duration_key(elapsed)
+        elif column == "last_change":
+            key = _duration_key(None if agent.last_change is None else -agent.last_change)
+        elif column == "name":
+            key = ()
+        else:
+            value = agent.values.get(column)
+            key = (value is None, value_text(value).casefold())
+        return (key, *name)
+
+    def rows(self, now: float, sort: Sort = Sort(), flt: Filter = Filter()) -> list[Agent]:
+        """The agents to show, filtered and sorted."""
+        shown = [a for a in self.agents.values() if self.matches(a, flt)]
+        shown.sort(key=lambda a: self.sort_key(a, sort.column, now), reverse=sort.reverse)
+        return shown
+
+    def summary(self, now: float) -> Summary:
+        """Totals by online state, manual status and call state, and threshold breaches."""
+        by_online: Counter[str] = Counter()
+        by_status: Counter[str] = Counter()
+        by_call: Counter[str] = Counter()
+        available = on_call = breaching = 0
+        for agent in self.agents.values():
+            by_online[agent.online] += 1
+            status = self.status_of(agent)
+            if status is not None:
+                by_status[status] += 1
+            by_call[agent.call_state] += 1
+            available += self.is_available(agent)
+            on_call += agent.on_call
+            breaching += bool(self.breaches(agent, now))
+        return Summary(len(self.agents), dict(by_online), dict(by_status), dict(by_call),
+                       available, on_call, breaching)
+
+    def sample(self, now: float) -> bool:
+        """Record a chart point if ``history_step`` has passed since the last; True if so."""
+        if self.history and now - self.history[-1].time < self.history_step:
+            return False
+        summary = self.summary(now)
+        self.history.append(Sample(now, summary.available, summary.on_call))
+        return True
+
+    def timeline(self, user_id: str) -> list[Change]:
+        """An agent's changes since the monitor started, oldest first."""
+        agent = self.agents.get(user_id)
+        return list(agent.timeline) if agent else []
+
+
+def _duration_key(seconds: float | None) -> tuple[bool, float]:
+    return (seconds is None, seconds or 0.0)
+
+
+def _call_from(source: Mapping[str, Any], value: Any) -> CallInfo:
+    def text(key: str) -> str | None:
+        item = source.get(key)
+        return item if isinstance(item, str) and item else None
+    return CallInfo(value_text(value), text("callId"), text("from"), text("to"))

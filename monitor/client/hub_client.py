@@ -1,0 +1,746 @@
+"""``HubClient``: the asyncio WebSocket client of the hub (Stringee-compatible events).
+
+One client is one authenticated connection of one user, kept alive across drops: it
+reconnects with jittered exponential backoff, resumes every topic from its last
+``seq``, and re-reads a topic with a snapshot when the hub cannot replay what was
+missed. Handlers and :meth:`HubClient.messages` see every topic message once, in
+order, or an explicit ``resync`` event: never a silent loss.
+
+Call control (services 1010-1019) will be further request methods over
+:meth:`HubClient.request`, like :meth:`HubClient.change_attribute`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Collection
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from monitor import __version__
+from monitor.client.backoff import Backoff
+from monitor.client.errors import (
+    AuthenticationError,
+    ConnectionLostError,
+    HubError,
+    HubUnreachableError,
+    RequestTimeoutError,
+    error_for,
+)
+from monitor.client.stream import MessageStream
+from monitor.client.topics import TopicPosition, TopicTracker, Verdict
+from monitor.protocol import FrameError, RequestError, Result, Service, decode, encode
+from monitor.tokens import decode_unverified
+
+log = logging.getLogger("monitor.client")
+
+EventName = Literal["messagefromtopic", "authen", "disconnect", "connect",
+                    "requestnewtoken", "otherdeviceauthen", "resync"]
+#: The events :meth:`HubClient.on` accepts.
+EVENTS: frozenset[str] = frozenset(get_args(EventName))
+
+#: A handler gets the event's payload (a dict); it may be a plain or an async function.
+Handler = Callable[[dict[str, Any]], Any]
+#: Returns a fresh access token; plain or async.
+TokenProvider = Callable[[], "str | Awaitable[str]"]
+
+DEFAULT_PING_AFTER_MS = 15000
+HUB_SILENCE_GRACE_S = 15.0  # the hub's own rule: ping_after_ms + 15 s of silence is dead
+MAX_INCOMING_BYTES = 16 * 1024 * 1024  # snapshots of large topics exceed the 64 KiB inbound cap
+_STOP = object()
+_END_STREAMS = object()
+
+
+def token_expiry(token: str | None) -> int | None:
+    """The ``exp`` claim of a JWT, read without verifying it (``None`` if unreadable)."""
+    if not token:
+        return None
+    try:
+        exp = decode_unverified(token)[1].get("exp")
+    except Exception:
+        return None
+    return exp if isinstance(exp, int) and not isinstance(exp, bool) else None
+
+
+@dataclass
+class ClientStats:
+    """Counters of one client, for tests, logs and benchmarks."""
+
+    authenticated: int = 0       #: successful AUTHENs (first connect included)
+    reconnects: int = 0          #: successful AUTHENs after a drop
+    delivered: int = 0           #: topic messages handed to the application
+    duplicates: int = 0          #: topic messages dropped as already delivered
+    gaps: int = 0                #: seq jumps seen in the live stream
+    resyncs: int = 0             #: resync events emitted
+    stale: int = 0               #: queued messages skipped as covered by a snapshot
+    silent_hub: int = 0          #: connections dropped because the hub fell silent
+    token_refreshes: int = 0     #: new tokens obtained
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future[dict[str, Any]]
+    ws: ClientConnection
+    on_reply: Callable[[dict[str, Any]], None] | None
+
+
+class HubClient:
+    """A user's real-time connection to the hub.
+
+    ``token`` is the client access token; ``token_provider`` (plain or async callable)
+    supplies fresh ones, or leave it out and answer the ``requestnewtoken`` event
+    (return a token from the handler, or call :meth:`set_token`).
+
+    Options: ``reconnect`` (default on) with ``backoff``; ``resume`` topics from their
+    last seq on reconnect; ``request_timeout`` for every request; ``silence_timeout``,
+    seconds without a frame from the hub before the connection counts as dead (default
+    the hub's ``ping_after_ms`` + 15 s; the client PINGs at half of it);
+    ``refresh_before``, how many seconds before ``exp`` to ask for a new token;
+    ``token_wait``, how long to wait for one; ``stop_on_close_codes``, close codes after
+    which the client does not reconnect; ``rng`` for the backoff jitter.
+    """
+
+    def __init__(self, url: str, token: str | None = None, *,
+                 token_provider: TokenProvider | None = None,
+                 reconnect: bool = True,
+                 backoff: Backoff | None = None,
+                 resume: bool = True,
+                 request_timeout: float = 10.0,
+                 open_timeout: float = 10.0,
+                 silence_timeout: float | None = None,
+                 refresh_before: float = 60.0,
+                 token_wait: float = 10.0,
+                 stop_on_close_codes: Collection[int] = (),
+                 device_id: str | None = None,
+                 platform: str = "python",
+                 rng: random.Random | None = None) -> None:
+        if token is None and token_provider is None:
+            raise ValueError("HubClient needs a token or a token_provider")
+        self.url = url
+        self._token = token
+        self._token_provider = token_provider
+        self._reconnect = reconnect
+        self.backoff = backoff or Backoff()
+        self._resume = resume
+        self._request_timeout = request_timeout
+        self._open_timeout = open_timeout
+        self._silence_timeout = silence_timeout
+        self._refresh_before = refresh_before
+        self._token_wait = token_wait
+        self._stop_codes = frozenset(stop_on_close_codes)
+        self._device_id = device_id
+        self._platform = platform
+        self._rng = rng or random.Random()
+
+        self.stats = ClientStats()
+        self._handlers: dict[str, list[Handler]] = {}
+        self._streams: set[MessageStream] = set()
+        self._tracker = TopicTracker()
+        self._floors: dict[tuple[str, str | None], int] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._next_request_id = 0
+        self._authen: dict[str, Any] | None = None
+        self._ws: ClientConnection | None = None
+        self._connected = asyncio.Event()
+        self._token_event = asyncio.Event()
+        self._events: asyncio.Queue[tuple[Any, Any, str | None]] = asyncio.Queue()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._resyncs: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._error: HubError | None = None
+        self._ping_after_s = DEFAULT_PING_AFTER_MS / 1000
+        self._last_pong_sent = float("-inf")
+
+    # -- public API ----------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while authenticated on a live connection."""
+        return self._connected.is_set()
+
+    @property
+    def running(self) -> bool:
+        """True from a successful :meth:`connect` until :meth:`close` or a final error
+        (reconnect attempts included)."""
+        return self._runner is not None and not self._runner.done()
+
+    @property
+    def authen(self) -> dict[str, Any] | None:
+        """The latest successful AUTHEN reply (``userId``, ``subscribe``, ``topics``, ...)."""
+        return self._authen
+
+    @property
+    def user_id(self) -> str | None:
+        """The authenticated user's id."""
+        return self._authen.get("userId") if self._authen else None
+
+    @property
+    def token(self) -> str | None:
+        """The token the next AUTHEN will use."""
+        return self._token
+
+    @property
+    def error(self) -> HubError | None:
+        """Why the client stopped, when it stopped on an error."""
+        return self._error
+
+    def positions(self) -> dict[str, TopicPosition]:
+        """Each subscribed topic's epoch and last delivered seq."""
+        return self._tracker.positions()
+
+    def on(self, event: EventName, handler: Handler | None = None) -> Any:
+        """Call ``handler(payload)`` on ``event``; plain or async, one at a time, in order.
+
+        Events: ``messagefromtopic`` (the SUBSCRIBE_FROM_SERVER body: ``topic``, ``seq``,
+        ``message``), ``authen`` (each AUTHEN reply, refusals included), ``connect``
+        (``{"url"}``, socket open), ``disconnect`` (``{"code", "reason",
+        "reconnecting"}``), ``otherdeviceauthen`` (the hub's body),
+        ``requestnewtoken`` (``{"reason": "expiring" | "expired", "exp"}``: return a
+        token or call :meth:`set_token`) and ``resync`` (``{"resync": True, "topic",
+        "reason": "gap" | "not_recovered", "snapshot": reply | None, "lastSeq"}``: the
+        topic's messages since ``lastSeq`` are replaced by ``snapshot``).
+        Without ``handler``, returns a decorator.
+        """
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; expected one of {sorted(EVENTS)}")
+        if handler is None:
+            def register(func: Handler) -> Handler:
+                self._handlers.setdefault(event, []).append(func)
+                return func
+            return register
+        self._handlers.setdefault(event, []).append(handler)
+        return handler
+
+    def off(self, event: EventName, handler: Handler) -> None:
+        """Remove a handler added with :meth:`on` (no error when it is not there)."""
+        with suppress(ValueError):
+            self._handlers.get(event, []).remove(handler)
+
+    def messages(self) -> MessageStream:
+        """An async iterator of topic messages (and resync events) from now on."""
+        stream = MessageStream(self._is_stale, self._streams.discard)
+        self._streams.add(stream)
+        return stream
+
+    def set_token(self, token: str) -> None:
+        """Use ``token`` from the next AUTHEN on (the answer to ``requestnewtoken``)."""
+        if not isinstance(token, str) or not token:
+            raise ValueError("token must be a non-empty string")
+        self._token = token
+        self.stats.token_refreshes += 1
+        waiting, self._token_event = self._token_event, asyncio.Event()
+        waiting.set()
+
+    async def connect(self, *, retry: bool = False) -> dict[str, Any]:
+        """Connect and authenticate; return the AUTHEN reply.
+
+        Raise :class:`AuthenticationError` when the token is refused (after asking for a
+        new one once on ``r = 6``) and :class:`HubUnreachableError` when the hub cannot be
+        reached, unless ``retry``, which keeps trying with the backoff. Once connected,
+        the client keeps itself connected until :meth:`close`.
+        """
+        if self.running:
+            if self._authen is not None and self.connected:
+                return self._authen
+            await self._wait_connected(self._request_timeout)
+            assert self._authen is not None
+            return self._authen
+        self._closing = False
+        self._error = None
+        self._ensure_dispatcher()
+        attempt = 0
+        while True:
+            try:
+                ws, reply, resumed = await self._open()
+                break
+            except HubUnreachableError:
+                if not retry or self.backoff.gives_up_after(attempt + 1):
+                    self._stop_dispatcher()
+                    raise
+            except BaseException:
+                self._stop_dispatcher()
+                raise
+            await asyncio.sleep(self.backoff.delay(attempt, self._rng))
+            attempt += 1
+        self._attach(ws, reply, resumed)
+        self._runner = asyncio.create_task(self._run(ws), name=f"hub-client {self.url}")
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.create_task(self._refresh_tokens())
+        return reply
+
+    async def change_attribute(self, name: str, value: Any, *,
+                               timeout: float | None = None) -> dict[str, Any]:
+        """Set the user's attribute ``name`` to ``value``; return the hub's reply.
+
+        ``r = 0`` means the change is durable. Raises :class:`RefusedError` (``r`` 22 for
+        a built-in attribute, 23 for a bad name or value, ...), or
+        :class:`ConnectionLostError` when the connection dropped before the reply (the
+        change may or may not have been applied; repeating it is harmless).
+        """
+        return await self.request(Service.CHANGE_ATTRIBUTE,
+                                  {"attribute": name, "value": value}, timeout=timeout)
+
+    async def snapshot(self, topic: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """Read ``topic``'s current values (TOPIC_SNAPSHOT): ``epoch``, ``seq``, ``values``.
+
+        Once it returns, handlers and streams only see messages of ``topic`` newer than
+        the snapshot (``seq`` > the snapshot's), so it is safe to apply it and then apply
+        messages. Raises :class:`RefusedError` with ``r = 24`` for a topic not granted.
+        """
+        def on_reply(body: dict[str, Any]) -> None:
+            seq = body.get("seq")
+            if body.get("r") == Result.SUCCESS and isinstance(seq, int):
+                self._tracker.on_snapshot(topic, body)
+                position = self._tracker.position(topic)
+                key = (topic, position.epoch if position else None)
+                self._floors[key] = max(self._floors.get(key, seq), seq)
+        return await self.request(Service.TOPIC_SNAPSHOT, {"topic": topic},
+                                  timeout=timeout, on_reply=on_reply)
+
+    async def request(self, service: int, body: dict[str, Any], *,
+                      timeout: float | None = None,
+                      on_reply: Callable[[dict[str, Any]], None] | None = None
+                      ) -> dict[str, Any]:
+        """Send one request (a ``requestId`` is added) and return its reply.
+
+        Waits for the connection while the client reconnects (within ``timeout``).
+        Raises the typed error of a reply with ``r != 0``, :class:`RequestTimeoutError`,
+        or :class:`ConnectionLostError`. ``on_reply`` runs in the reader, in frame order.
+        """
+        timeout = self._request_timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        await self._wait_connected(timeout)
+        ws = self._ws
+        assert ws is not None
+        request_id = self._new_request_id()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._pending[request_id] = _Pending(future, ws, on_reply)
+        try:
+            await ws.send(encode(service, {**body, "requestId": request_id}))
+            async with asyncio.timeout_at(deadline):
+                reply = await future
+        except ConnectionClosed:
+            raise ConnectionLostError("connection lost before the reply") from None
+        except TimeoutError:
+            raise RequestTimeoutError(
+                f"no reply to service {int(service)} within {timeout:g} s") from None
+        finally:
+            self._pending.pop(request_id, None)
+        if reply.get("r") != Result.SUCCESS:
+            raise error_for(reply.get("r"), reply.get("message"))
+        return reply
+
+    async def close(self) -> None:
+        """Close the connection, stop reconnecting, end every stream. Idempotent."""
+        self._closing = True
+        for task in (self._refresher, *self._resyncs):
+            if task is not None:
+                task.cancel()
+        ws = self._ws
+        if ws is not None:
+            with suppress(Exception):
+                await ws.close(1000, "client closed")
+        runner = self._runner
+        if runner is not None and not runner.done() and runner is not asyncio.current_task():
+            runner.cancel()
+            with suppress(asyncio.CancelledError):
+                await runner
+        self._detach(self._ws, 1000, "client closed", reconnecting=False)
+        self._emit(_END_STREAMS, None)
+        dispatcher = self._stop_dispatcher()
+        if dispatcher is not None and dispatcher is not asyncio.current_task():
+            with suppress(asyncio.CancelledError):
+                await dispatcher
+
+    async def wait_closed(self) -> None:
+        """Wait until the client stops for good; raise its error if it stopped on one."""
+        if self._runner is not None:
+            with suppress(asyncio.CancelledError):
+                await asyncio.shield(self._runner)
+        if self._error is not None and not self._closing:
+            raise self._error
+
+    async def __aenter__(self) -> HubClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- connecting ----------------------------------------------------------------------
+
+    async def _open(self) -> tuple[ClientConnection, dict[str, Any], list[str]]:
+        """Open a socket and authenticate; asks for a new token once on ``r = 6``."""
+        asked_for_token = False
+        while True:
+            if self._token is None and not await self._obtain_token("expired"):
+                raise AuthenticationError("no access token", r=Result.TOKEN_MISSING)
+            try:
+                ws = await ws_connect(self.url, open_timeout=self._open_timeout,
+                                      ping_interval=None, close_timeout=2,
+                                      max_size=MAX_INCOMING_BYTES)
+            except (OSError, TimeoutError, WebSocketException) as exc:
+                raise HubUnreachableError(f"cannot reach {self.url}: {exc}") from exc
+            self._emit("connect", {"url": self.url})
+            try:
+                reply, resumed = await self._authenticate(ws)
+            except BaseException as exc:
+                ws.transport.abort()
+                if isinstance(exc, ConnectionClosed | OSError | TimeoutError):
+                    raise HubUnreachableError(
+                        f"connection lost during AUTHEN: {exc}") from exc
+                raise
+            self._emit("authen", reply)
+            r = reply.get("r")
+            if r == Result.SUCCESS:
+                return ws, reply, resumed
+            with suppress(Exception):
+                await ws.close()
+            if r == Result.TOKEN_EXPIRED and not asked_for_token:
+                asked_for_token = True
+                if await self._obtain_token("expired"):
+                    continue
+            raise error_for(r, reply.get("message"))
+
+    async def _authenticate(self, ws: ClientConnection) -> tuple[dict[str, Any], list[str]]:
+        request_id = self._new_request_id()
+        body: dict[str, Any] = {"accesstoken": self._token, "requestId": request_id,
+                                "platform": self._platform,
+                                "sdkVersion": f"monitor-python/{__version__}"}
+        if self._device_id:
+            body["deviceId"] = self._device_id
+        resume = self._tracker.resume_request() if self._resume else {}
+        if resume:
+            body["resume"] = resume
+        await ws.send(encode(Service.AUTHEN, body))
+        async with asyncio.timeout(self._request_timeout):
+            while True:
+                try:
+                    service, reply = decode(await ws.recv())
+                except (FrameError, RequestError):
+                    continue
+                if service == Service.AUTHEN and reply.get("requestId") == request_id:
+                    return reply, list(resume)
+                if service == Service.PING and "r" not in reply:
+                    await ws.send(encode(Service.PING, {}))
+
+    def _attach(self, ws: ClientConnection, reply: dict[str, Any], resumed: list[str]) -> None:
+        """Make ``ws`` the live connection (no await: no frame can slip in between)."""
+        self._ws = ws
+        self._authen = reply
+        ping_after = reply.get("ping_after_ms")
+        if isinstance(ping_after, int | float) and ping_after > 0:
+            self._ping_after_s = ping_after / 1000
+        self.stats.authenticated += 1
+        for topic in self._tracker.on_authen(reply, resumed):
+            self._start_resync(topic, "not_recovered", ws)
+        self._connected.set()
+
+    def _detach(self, ws: ClientConnection | None, code: int | None, reason: str, *,
+                reconnecting: bool) -> None:
+        """Forget connection ``ws``: fail its requests, stop its resyncs, say so once."""
+        if ws is None or ws is not self._ws:
+            return
+        self._ws = None
+        self._connected.clear()
+        for request_id, pending in list(self._pending.items()):
+            if pending.ws is ws:
+                del self._pending[request_id]
+                if not pending.future.done():
+                    pending.future.set_exception(
+                        ConnectionLostError(f"connection lost before the reply ({reason})"))
+        self._tracker.connection_lost()
+        self._emit("disconnect", {"code": code, "reason": reason,
+                                  "reconnecting": reconnecting})
+
+    async def _run(self, ws: ClientConnection) -> None:
+        """Read the live connection; on a drop, reconnect until closed or refused."""
+        current: ClientConnection | None = ws
+        try:
+            while current is not None:
+                code, reason = await self._read(current)
+                final = self._closing or not self._reconnect or code in self._stop_codes
+                if final and not self._closing:
+                    self._error = ConnectionLostError(f"connection closed: {code} {reason}")
+                self._detach(current, code, reason, reconnecting=not final)
+                current = None if final else await self._reconnect_after_drop()
+        finally:
+            if self._ws is not None:
+                self._ws.transport.abort()
+                self._detach(self._ws, None, "client stopped", reconnecting=False)
+            if not self._closing:
+                self._emit(_END_STREAMS, None)
+
+    async def _reconnect_after_drop(self) -> ClientConnection | None:
+        attempt = 0
+        while not self._closing:
+            await asyncio.sleep(self.backoff.delay(attempt, self._rng))
+            attempt += 1
+            try:
+                ws, reply, resumed = await self._open()
+            except HubUnreachableError as exc:
+                log.debug("reconnect attempt %d failed: %s", attempt, exc)
+                if self.backoff.gives_up_after(attempt):
+                    self._error = HubUnreachableError(
+                        f"gave up after {attempt} reconnect attempts: {exc.message}")
+                    return None
+                continue
+            except HubError as exc:
+                log.warning("reconnect refused: %s", exc)
+                self._error = exc
+                return None
+            self.stats.reconnects += 1
+            self._attach(ws, reply, resumed)
+            return ws
+        return None
+
+    async def _read(self, ws: ClientConnection) -> tuple[int | None, str]:
+        """Read frames until the connection ends; return its close code and reason.
+
+        A hub silent for half the silence timeout gets a PING; silent for all of it,
+        the connection is abandoned.
+        """
+        loop = asyncio.get_running_loop()
+        last_heard = loop.time()
+        pinged = False
+        while True:
+            silence = self._silence_timeout or self._ping_after_s + HUB_SILENCE_GRACE_S
+            wake = last_heard + (silence if pinged else silence / 2)
+            try:
+                async with asyncio.timeout_at(wake):
+                    raw = await ws.recv()
+            except TimeoutError:
+                if pinged:
+                    self.stats.silent_hub += 1
+                    ws.transport.abort()
+                    return None, f"hub silent for {silence:g} s"
+                pinged = True
+                with suppress(ConnectionClosed):
+                    await ws.send(encode(Service.PING, {"requestId": self._new_request_id()}))
+                continue
+            except ConnectionClosed as exc:
+                close = exc.rcvd
+                return (close.code, close.reason) if close else (None, "connection lost")
+            last_heard, pinged = loop.time(), False
+            try:
+                service, body = decode(raw)
+            except (FrameError, RequestError) as exc:
+                log.warning("ignoring a bad frame from the hub: %s", exc)
+                continue
+            await self._handle(ws, service, body)
+
+    async def _handle(self, ws: ClientConnection, service: int, body: dict[str, Any]) -> None:
+        if service == Service.SUBSCRIBE_FROM_SERVER:
+            self._on_topic_message(body)
+            return
+        if service == Service.OTHER_DEVICE_AUTHEN:
+            self._emit("otherdeviceauthen", body)
+            return
+        request_id = body.get("requestId")
+        pending = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
+        if pending is not None:
+            if pending.on_reply is not None:
+                pending.on_reply(body)
+            if not pending.future.done():
+                pending.future.set_result(body)
+            return
+        if service == Service.PING:
+            # The hub's PING: answer. A PING carrying r or requestId answers ours; and a
+            # PING right after our answer may be the hub answering it: no ping-pong.
+            now = asyncio.get_running_loop().time()
+            if ("r" not in body and request_id is None
+                    and now - self._last_pong_sent >= min(1.0, self._ping_after_s / 2)):
+                self._last_pong_sent = now
+                with suppress(ConnectionClosed):
+                    await ws.send(encode(Service.PING, {}))
+            return
+        log.debug("ignoring service %s from the hub: %s", service, body)
+
+    # -- topics --------------------------------------------------------------------------
+
+    def _on_topic_message(self, body: dict[str, Any]) -> None:
+        verdict = self._tracker.on_message(body)
+        if verdict is Verdict.DELIVER:
+            self._deliver(body)
+        elif verdict is Verdict.DUPLICATE:
+            self.stats.duplicates += 1
+        elif verdict is Verdict.GAP:
+            self.stats.gaps += 1
+            log.info("gap on topic %s at seq %s: resyncing", body.get("topic"), body.get("seq"))
+            assert self._ws is not None
+            self._start_resync(body["topic"], "gap", self._ws)
+
+    def _deliver(self, body: dict[str, Any]) -> None:
+        position = self._tracker.position(body.get("topic", ""))
+        self.stats.delivered += 1
+        self._emit("messagefromtopic", body, position.epoch if position else None)
+
+    def _start_resync(self, topic: str, reason: str, ws: ClientConnection) -> None:
+        position = self._tracker.position(topic)
+        last_seq = position.seq if position else None
+        task = asyncio.create_task(self._resync(topic, reason, last_seq, ws))
+        self._resyncs.add(task)
+        task.add_done_callback(self._resyncs.discard)
+
+    async def _resync(self, topic: str, reason: str, last_seq: int | None,
+                      ws: ClientConnection) -> None:
+        """Snapshot ``topic``; the reply is applied in the reader, in frame order."""
+        def finish(snapshot: dict[str, Any] | None, error: HubError | None = None) -> None:
+            if ws is not self._ws or not self._tracker.resyncing(topic):
+                return
+            deliver, gap_again = self._tracker.resync_done(topic, snapshot)
+            self.stats.resyncs += 1
+            payload: dict[str, Any] = {"resync": True, "topic": topic, "reason": reason,
+                                       "snapshot": snapshot, "lastSeq": last_seq}
+            if error is not None:
+                payload["error"] = error
+            position = self._tracker.position(topic)
+            self._emit("resync", payload, position.epoch if position else None)
+            for body in deliver:
+                self._deliver(body)
+            if gap_again:
+                self.stats.gaps += 1
+                self._start_resync(topic, "gap", ws)
+
+        def on_reply(body: dict[str, Any]) -> None:
+            if body.get("r") == Result.SUCCESS:
+                finish(body)
+        try:
+            await self.request(Service.TOPIC_SNAPSHOT, {"topic": topic}, on_reply=on_reply)
+        except ConnectionLostError:
+            return  # the next AUTHEN resumes from last_seq
+        except HubError as exc:
+            log.warning("snapshot of %s failed during resync: %s", topic, exc)
+            finish(None, exc)
+
+    def _is_stale(self, payload: dict[str, Any], epoch: str | None) -> bool:
+        seq = payload.get("seq")
+        floor = self._floors.get((payload.get("topic", ""), epoch))
+        return floor is not None and isinstance(seq, int) and seq <= floor
+
+    # -- events --------------------------------------------------------------------------
+
+    def _emit(self, name: Any, payload: Any, epoch: str | None = None) -> None:
+        self._events.put_nowait((name, payload, epoch))
+
+    def _ensure_dispatcher(self) -> None:
+        if self._dispatcher is None:
+            self._dispatcher = asyncio.create_task(self._dispatch(self._events))
+
+    def _stop_dispatcher(self) -> asyncio.Task[None] | None:
+        """Let the dispatcher finish the events so far, then stop; later events wait in a
+        fresh queue for the next :meth:`_ensure_dispatcher`."""
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is not None:
+            self._emit(_STOP, None)
+            self._events = asyncio.Queue()
+        return dispatcher
+
+    async def _dispatch(self, events: asyncio.Queue[tuple[Any, Any, str | None]]) -> None:
+        """Run handlers one event at a time, in the order the events happened."""
+        while True:
+            name, payload, epoch = await events.get()
+            if name is _STOP:
+                return
+            if name is _END_STREAMS:
+                for stream in list(self._streams):
+                    stream._end(self._error if not self._closing else None)
+                self._streams.clear()
+                continue
+            if name == "messagefromtopic" and self._is_stale(payload, epoch):
+                self.stats.stale += 1
+                continue
+            if name in ("messagefromtopic", "resync"):
+                for stream in list(self._streams):
+                    stream._put(payload, epoch)
+            for handler in list(self._handlers.get(name, ())):
+                try:
+                    result = handler(payload)
+                    if inspect.isawaitable(result):
+                        result = await result
+                except Exception:
+                    log.exception("%s handler %r failed", name, handler)
+                    continue
+                if name == "requestnewtoken" and isinstance(result, str) and result:
+                    self.set_token(result)
+
+    # -- tokens --------------------------------------------------------------------------
+
+    async def _obtain_token(self, reason: str) -> bool:
+        """Get a new token from the provider or the ``requestnewtoken`` event."""
+        arrived = self._token_event
+        if self._token_provider is not None:
+            try:
+                token = self._token_provider()
+                if inspect.isawaitable(token):
+                    token = await token
+            except Exception:
+                log.exception("token provider failed")
+                return False
+            if not isinstance(token, str) or not token:
+                return False
+            self.set_token(token)
+            return True
+        self._ensure_dispatcher()
+        self._emit("requestnewtoken", {"reason": reason, "exp": token_expiry(self._token)})
+        try:
+            await asyncio.wait_for(arrived.wait(), self._token_wait)
+        except TimeoutError:
+            log.warning("no new token within %g s of requestnewtoken", self._token_wait)
+            return False
+        return True
+
+    async def _refresh_tokens(self) -> None:
+        """Ask for a new token ``refresh_before`` seconds before the current one expires."""
+        failures = 0
+        while not self._closing:
+            replaced = self._token_event
+            exp = token_expiry(self._token)
+            wait = None if exp is None else exp - self._refresh_before - time.time()
+            if failures:
+                wait = max(wait or 0.0, min(30.0, 2.0 ** failures))
+            if wait is None or wait > 0:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(replaced.wait(), wait)
+                    failures = 0
+                    continue  # a new token arrived: schedule from its exp
+            renewed = await self._obtain_token("expiring")
+            exp = token_expiry(self._token)
+            if renewed and (exp is None or exp - self._refresh_before > time.time()):
+                failures = 0
+            else:
+                failures += 1  # none, or one as short-lived: do not ask in a tight loop
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _new_request_id(self) -> int:
+        self._next_request_id += 1
+        return self._next_request_id
+
+    async def _wait_connected(self, timeout: float) -> None:
+        if self._connected.is_set():
+            return
+        if not self.running:
+            raise self._error or ConnectionLostError("not connected")
+        waiter = asyncio.ensure_future(self._connected.wait())
+        assert self._runner is not None
+        await asyncio.wait({waiter, self._runner}, timeout=timeout,
+                           return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if self._connected.is_set():
+            return
+        if self._runner.done():
+            raise self._error or ConnectionLostError("client stopped")
+        raise RequestTimeoutError(f"not connected within {timeout:g} s")

@@ -51,6 +51,7 @@ class HubSettings:
     auth_timeout_ms: int = 10000
     history_size: int = 1000
     send_buffer_limit: int = 4 * 1024 * 1024
+    call_no_answer_ms: int = 30000
     auth_rate_per_ip: int = 200
     auth_burst_per_ip: int = 1000
     log_level: str = "info"
@@ -61,7 +62,7 @@ class HubSettings:
 
 
 _POSITIVE = {"ws_port", "api_port", "ping_after_ms", "auth_timeout_ms", "history_size",
-             "send_buffer_limit", "auth_rate_per_ip", "auth_burst_per_ip"}
+             "send_buffer_limit", "call_no_answer_ms", "auth_rate_per_ip", "auth_burst_per_ip"}
 _PORTS = {"ws_port", "api_port"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -277,6 +278,8 @@ ping_after_ms = 15000
 history_size = 1000
 # A connection whose unsent bytes exceed this is dropped as a slow consumer.
 send_buffer_limit = 4194304
+# A call between two clients that nobody answers ends after this many ms ("no answer").
+call_no_answer_ms = 30000
 # AUTHEN attempts allowed per client IP: a burst, then so many per second (r = 26 beyond).
 auth_rate_per_ip = 200
 auth_burst_per_ip = 1000

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from monitor import __version__
+from monitor.hub.calls import CallError
 from monitor.hub.metrics import render
 from monitor.protocol import MESSAGES, Result
 from monitor.tokens import TokenError, verify_rest_token
@@ -69,6 +70,25 @@ class DisconnectBody(BaseModel):
     r: int
     message: str
     closed: int
+
+
+class CallReport(BaseModel):
+    from_: str | None = Field(None, alias="from")
+    to: str | None = None
+    status: str
+
+
+class CallBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    callId: str
+    from_: str = Field(alias="from")
+    to: str
+    status: str
+
+
+class CallList(BaseModel):
+    count: int
+    calls: list[CallBody]
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -179,6 +199,29 @@ def build_app(hub: "Hub") -> FastAPI:
         known_user(project_id, userId)
         closed = hub.kick(project_id, userId)
         return {"r": 0, "message": "SUCCESS", "closed": closed}
+
+    @app.put("/v1/calls/{callId}", response_model=CallBody, responses=ERRORS)
+    async def report_call(callId: str, report: CallReport, project_id: Project
+                          ) -> dict[str, Any]:
+        """A telephony system (PBX, contact-centre platform) reports a call's status.
+        An unknown callId starts a call (in any status but Ended); later reports must
+        follow Calling → Ringing → Answered → Ended (r = 27 otherwise)."""
+        assert hub.calls is not None
+        try:
+            call, effects = hub.calls.report(project_id, callId, report.from_, report.to,
+                                             report.status)
+        except CallError as exc:
+            raise ApiError(exc.r, exc.message) from None
+        if not await hub.submit(effects):
+            raise ApiError(Result.INTERNAL_ERROR, "call could not be stored")
+        return call.to_json()
+
+    @app.get("/v1/calls", response_model=CallList, responses=ERRORS)
+    async def list_calls(project_id: Project) -> dict[str, Any]:
+        """Calls in progress."""
+        assert hub.calls is not None
+        calls = [c.to_json() for c in hub.calls.book.active(project_id)]
+        return {"count": len(calls), "calls": calls}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

@@ -14,6 +14,8 @@ import uvicorn
 from websockets.asyncio.server import Server, serve
 
 from monitor.config import Config
+from monitor.hub.calls import EndReason
+from monitor.hub.callservice import Calls
 from monitor.hub.limits import AuthRateLimiter
 from monitor.hub.metrics import HubMetrics
 from monitor.hub.pipeline import CommitPipeline
@@ -48,7 +50,7 @@ class Hub:
         self.auth_limiter = AuthRateLimiter(settings.auth_rate_per_ip,
                                             settings.auth_burst_per_ip)
         self.kicked: set[Peer] = set()
-        self.calls: Any = None
+        self.calls: Calls | None = None
         self.store: SqliteStore | None = None
         self.pipeline: CommitPipeline | None = None
         self.peers: Peers | None = None
@@ -99,6 +101,19 @@ class Hub:
 
         self._expiry = loop.call_later(max(grace, 0.0) + 0.01, expire)
 
+    def connection_closed(self, peer: Peer) -> None:
+        """A connection is gone: presence, then the calls of a user with none left."""
+        session = peer.session
+        if session is None:
+            return
+        immediate = peer in self.kicked
+        self.kicked.discard(peer)
+        self.submit(self.state.disconnect(peer, self.now_ms(), immediate=immediate))
+        self.schedule_offline_expiry()
+        user = session.user
+        if not user.sessions and self.calls is not None:
+            self.calls.party_gone(user.project_id, user.user_id)
+
     def kick(self, project_id: int, user_id: str) -> int:
         """Close every connection of a user; they go offline without the grace period."""
         assert self.peers is not None
@@ -128,6 +143,8 @@ class Hub:
                 self.state.load_attribute(attr)
         self.peers = Peers(self)
         self.pipeline = CommitPipeline(self.store.write, self.peers.emit)
+        self.calls = Calls(self)
+        self.calls.restore(self.store.load_calls())
         endpoint = Endpoint(self, self.peers)
         self.ws_server = await serve(
             endpoint.handle, settings.host, settings.ws_port, compression=None,
@@ -157,6 +174,9 @@ class Hub:
     async def stop(self) -> None:
         """Close every connection with a close frame, flush, save, stop listening."""
         log.info("event=stopping connections=%d", self.metrics.connections)
+        if self.calls is not None:
+            # Parties learn their calls ended before their connections close.
+            await asyncio.gather(*self.calls.end_all(EndReason.HUB_SHUTDOWN))
         if self.ws_server is not None:
             self.ws_server.close(close_connections=False)
             assert self.peers is not None

@@ -62,7 +62,16 @@ class AttributeRow:
     updated_ms: int
 
 
-StoreOp = UserRow | AttributeRow
+@dataclass(frozen=True, slots=True)
+class CallRow:
+    """An active call as stored (``data`` is ``Call.to_json()``); ``None`` deletes it."""
+
+    project_id: int
+    call_id: str
+    data: dict[str, Any] | None
+
+
+StoreOp = UserRow | AttributeRow | CallRow
 
 
 @dataclass(slots=True)
@@ -273,12 +282,13 @@ class HubState:
         return sends
 
     def _set_value(self, user: User, name: str, new: Any, now_ms: int,
-                   extra: Mapping[str, Any] | None = None) -> Effects:
-        """Store and publish one value; publishes nothing when it is unchanged."""
+                   extra: Mapping[str, Any] | None = None, always: bool = False) -> Effects:
+        """Store and publish one value; publishes nothing when it is unchanged
+        (unless ``always``: a second call can repeat a status with another callId)."""
         effects = Effects()
         current = user.attributes.get(name)
         old = None if current is None else current.value
-        if current is not None and old == new and type(old) is type(new):
+        if current is not None and old == new and type(old) is type(new) and not always:
             return effects
         user.attributes[name] = Attribute(new, now_ms)
         if name != ONLINE_STATUS:
@@ -336,12 +346,12 @@ class HubState:
         return effects
 
     def set_builtin(self, project_id: int, user_id: str, name: str, value: Any, now_ms: int,
-                    extra: Mapping[str, Any] | None = None) -> Effects:
+                    extra: Mapping[str, Any] | None = None, always: bool = False) -> Effects:
         """Set a hub-owned attribute (``call``); for the hub's own services."""
         user = self._user(project_id, user_id)
         if name == CALL:
             self._topic(project_id, ALL_CALL_STATUS).publishers.add((user_id, CALL))
-        return self._set_value(user, name, value, now_ms, extra)
+        return self._set_value(user, name, value, now_ms, extra, always)
 
     # -- connections and presence -------------------------------------------------------
 

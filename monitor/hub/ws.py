@@ -205,10 +205,7 @@ class Endpoint:
                 close = ws.close_code
                 log.info("event=disconnected remote=%s user=%s project=%s code=%s",
                          peer.remote, session.user.user_id, session.user.project_id, close)
-                immediate = peer in hub.kicked
-                hub.kicked.discard(peer)
-                hub.submit(hub.state.disconnect(peer, now_ms(), immediate=immediate))
-                hub.schedule_offline_expiry()
+                hub.connection_closed(peer)
 
     # -- authentication -----------------------------------------------------------------
 

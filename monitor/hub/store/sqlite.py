@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from monitor.hub.state import AttributeRow, StoreOp, UserRow
+from monitor.hub.state import AttributeRow, CallRow, StoreOp, UserRow
 from monitor.tokens import Grants
 
 SCHEMA = """
@@ -32,6 +32,12 @@ CREATE TABLE IF NOT EXISTS attributes (
     updated_ms INTEGER NOT NULL,
     PRIMARY KEY (project_id, user_id, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS calls (
+    project_id INTEGER NOT NULL,
+    call_id    TEXT NOT NULL,
+    data       TEXT NOT NULL,
+    PRIMARY KEY (project_id, call_id)
+) WITHOUT ROWID;
 """
 
 UPSERT_USER = """
@@ -46,6 +52,12 @@ UPSERT_ATTRIBUTE = """
 INSERT INTO attributes (project_id, user_id, name, value, updated_ms) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (project_id, user_id, name) DO UPDATE SET
     value = excluded.value, updated_ms = excluded.updated_ms
+"""
+
+
+UPSERT_CALL = """
+INSERT INTO calls (project_id, call_id, data) VALUES (?, ?, ?)
+ON CONFLICT (project_id, call_id) DO UPDATE SET data = excluded.data
 """
 
 
@@ -79,13 +91,24 @@ class SqliteStore:
                               "FROM attributes")]
         return users, attributes
 
+    def load_calls(self) -> list[CallRow]:
+        """The calls that were in progress when the hub last stopped."""
+        with self._lock:
+            return [CallRow(pid, cid, json.loads(data)) for pid, cid, data in
+                    self._db.execute("SELECT project_id, call_id, data FROM calls")]
+
     def write(self, ops: Iterable[StoreOp]) -> None:
         """Make a batch durable in one transaction; raise :class:`StoreError` if not."""
-        users, attributes = [], []
+        users, attributes, calls, ended = [], [], [], []
         for op in ops:
             if isinstance(op, UserRow):
                 users.append((op.project_id, op.user_id, op.display_name, op.login_time,
                               json.dumps(op.grants.to_json(), separators=(",", ":"))))
+            elif isinstance(op, CallRow):
+                if op.data is None:
+                    ended.append((op.project_id, op.call_id))
+                else:
+                    calls.append((op.project_id, op.call_id, json.dumps(op.data)))
             else:
                 attributes.append((op.project_id, op.user_id, op.name,
                                    json.dumps(op.value, ensure_ascii=False), op.updated_ms))
@@ -96,6 +119,11 @@ class SqliteStore:
                     self._db.executemany(UPSERT_USER, users)
                 if attributes:
                     self._db.executemany(UPSERT_ATTRIBUTE, attributes)
+                if calls:
+                    self._db.executemany(UPSERT_CALL, calls)
+                if ended:
+                    self._db.executemany(
+                        "DELETE FROM calls WHERE project_id = ? AND call_id = ?", ended)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._db.in_transaction:

@@ -1,0 +1,258 @@
+"""Call control: client services 1010-1019 and telephony reports, on the call book.
+
+Every transition goes through :meth:`CallService.transition`: it sets each hub-user
+party's ``call`` attribute (published to their ``call`` topic and ``ALL_CALL_STATUS`` by the
+state), tells the parties' connections (CALL_STATE), and stores the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from monitor.hub.calls import (
+    Call,
+    CallBook,
+    CallError,
+    CallStatus,
+    Direction,
+    EndReason,
+    advance,
+    parse_status,
+)
+from monitor.hub.state import CallRow, Effects, Session
+from monitor.protocol import CALL, Result, encode, reply
+
+if TYPE_CHECKING:
+    from monitor.hub.server import Hub
+
+log = logging.getLogger("monitor.hub")
+
+
+class CallService(IntEnum):
+    """Call-control services of the WebSocket protocol (see docs/protocol.md)."""
+
+    MAKE_CALL = 1010
+    INCOMING_CALL = 1011
+    RINGING = 1012
+    ANSWER = 1013
+    REJECT = 1014
+    HANGUP = 1015
+    CALL_STATE = 1016
+    LIST_CALLS = 1017
+
+
+CLIENT_SERVICES = frozenset({CallService.MAKE_CALL, CallService.RINGING, CallService.ANSWER,
+                             CallService.REJECT, CallService.HANGUP, CallService.LIST_CALLS})
+MAX_CALL_ID_CHARS = 128
+
+
+class Calls:
+    """The hub's calls: what clients and telephony systems do to them."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.book = CallBook()
+        self._timers: dict[tuple[int, str], asyncio.TimerHandle] = {}
+
+    def handles(self, service: int) -> bool:
+        return service in CLIENT_SERVICES
+
+    # -- the one transition path ----------------------------------------------------------
+
+    def transition(self, call: Call, previous: Call | None, now_ms: int,
+                   notice_extra: dict[str, Any] | None = None) -> Effects:
+        """Effects of ``call`` becoming what it is now (``previous`` was before)."""
+        state = self.hub.state
+        self.book.put(call)
+        effects = Effects()
+        extra = {"callId": call.call_id, "from": call.from_, "to": call.to}
+        if call.status is CallStatus.ENDED and call.end_reason:
+            extra["endReason"] = call.end_reason.value
+        for party in call.parties():
+            if state.user(call.project_id, party) is not None:
+                effects.extend(state.set_builtin(call.project_id, party, CALL,
+                                                 call.status.value, now_ms, extra, always=True))
+        effects.ops.append(CallRow(call.project_id, call.call_id,
+                                   call.to_json() if call.active else None))
+        notice = encode(CallService.CALL_STATE, {"call": call.to_json(), **(notice_extra or {})})
+        targets = [h for party in call.parties()
+                   for h in state.user_handles(call.project_id, party)]
+        if targets:
+            effects.sends.append((targets, notice))
+        self._arm_no_answer(call)
+        log.info("event=call call=%s project=%s from=%s to=%s status=%s reason=%s",
+                 call.call_id, call.project_id, call.from_, call.to, call.status.value,
+                 call.end_reason.value if call.end_reason else "-")
+        return effects
+
+    def _arm_no_answer(self, call: Call) -> None:
+        key = (call.project_id, call.call_id)
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        if call.direction is Direction.INTERNAL and call.status in (CallStatus.CALLING,
+                                                                    CallStatus.RINGING):
+            delay = self.hub.config.hub.call_no_answer_ms / 1000
+            self._timers[key] = asyncio.get_running_loop().call_later(
+                delay, self._no_answer, key)
+
+    def _no_answer(self, key: tuple[int, str]) -> None:
+        self._timers.pop(key, None)
+        call = self.book.calls.get(key)
+        if call is not None and call.status in (CallStatus.CALLING, CallStatus.RINGING):
+            self.end(call, EndReason.NO_ANSWER)
+
+    def end(self, call: Call, reason: EndReason) -> asyncio.Future[bool]:
+        """End a call for the hub's own reasons (timeouts, disconnects, shutdown)."""
+        now = self.hub.now_ms()
+        return self.hub.submit(self.transition(advance(call, CallStatus.ENDED, now, reason),
+                                               call, now))
+
+    # -- telephony (REST) ---------------------------------------------------------------
+
+    def report(self, project_id: int, call_id: str, from_: object, to: object,
+               status: object) -> tuple[Call, Effects]:
+        """A telephony system reports a call's status; unknown calls start here."""
+        if not isinstance(call_id, str) or not 1 <= len(call_id) <= MAX_CALL_ID_CHARS:
+            raise CallError("callId must be 1-128 characters", Result.INVALID_REQUEST)
+        new_status = parse_status(status)
+        now = self.hub.now_ms()
+        current = self.book.calls.get((project_id, call_id))
+        if current is None:
+            if new_status is CallStatus.ENDED:
+                raise CallError(f"call {call_id!r} not found")
+            for name, value in (("from", from_), ("to", to)):
+                if not isinstance(value, str) or not 1 <= len(value) <= 128:
+                    raise CallError(f"{name} must be 1-128 characters", Result.INVALID_REQUEST)
+            assert isinstance(from_, str) and isinstance(to, str)
+            # A telephony system may first report a call when it already rings or talks.
+            call = Call(project_id, call_id, from_, to, new_status, Direction.EXTERNAL, now, now,
+                        ringing_ms=now if new_status is not CallStatus.CALLING else None,
+                        answered_ms=now if new_status is CallStatus.ANSWERED else None)
+            return call, self.transition(call, None, now)
+        if (from_ not in (None, current.from_)) or (to not in (None, current.to)):
+            raise CallError(f"call {call_id!r} is between {current.from_} and {current.to}",
+                            Result.INVALID_REQUEST)
+        if new_status is current.status:
+            return current, Effects()
+        reason = EndReason.REPORTED if new_status is CallStatus.ENDED else None
+        call = advance(current, new_status, now, reason)
+        return call, self.transition(call, current, now)
+
+    # -- client call control --------------------------------------------------------------
+
+    def request(self, peer: Any, session: Session, service: int, body: dict[str, Any],
+                request_id: Any) -> None:
+        """One call-control request from a client; the reply follows its effects."""
+        hub = self.hub
+        try:
+            effects, extra = self._request(session, service, body)
+            effects.sends.append(((peer,), encode(service, reply(
+                service, request_id, Result.SUCCESS, **extra))))
+            effects.failure_sends.append(((peer,), encode(service, reply(
+                service, request_id, Result.INTERNAL_ERROR, "call could not be stored"))))
+        except CallError as exc:
+            effects = Effects(sends=[((peer,), encode(service, reply(
+                service, request_id, exc.r, exc.message)))])
+        hub.submit(effects)
+
+    def _own_call(self, session: Session, body: dict[str, Any]) -> Call:
+        call_id = body.get("callId")
+        if not isinstance(call_id, str):
+            raise CallError("callId missing", Result.INVALID_REQUEST)
+        call = self.book.get(session.user.project_id, call_id)
+        if session.user.user_id not in call.parties():
+            raise CallError(f"call {call_id!r} not found")
+        if call.direction is Direction.EXTERNAL:
+            raise CallError(f"call {call_id!r} is reported by telephony; control it there")
+        return call
+
+    def _request(self, session: Session, service: int, body: dict[str, Any]
+                 ) -> tuple[Effects, dict[str, Any]]:
+        user = session.user
+        now = self.hub.now_ms()
+        if service == CallService.LIST_CALLS:
+            return Effects(), {"calls": [c.to_json() for c in
+                                         self.book.of_user(user.project_id, user.user_id)]}
+        if service == CallService.MAKE_CALL:
+            return self._make_call(session, body, now)
+        call = self._own_call(session, body)
+        me = user.user_id
+        callee_only = {CallService.RINGING, CallService.ANSWER, CallService.REJECT}
+        if service in callee_only and me != call.to:
+            raise CallError("only the callee can do that")
+        if service == CallService.RINGING:
+            new = advance(call, CallStatus.RINGING, now)
+            effects = self.transition(new, call, now)
+        elif service == CallService.ANSWER:
+            effects = Effects()
+            if call.status is CallStatus.CALLING:  # answered before it was reported ringing
+                ringing = advance(call, CallStatus.RINGING, now)
+                effects.extend(self.transition(ringing, call, now))
+                call = ringing
+            new = advance(call, CallStatus.ANSWERED, now,
+                          answered_by=session.client.get("clientId"))
+            effects.extend(self.transition(new, call, now))
+        elif service == CallService.REJECT:
+            new = advance(call, CallStatus.ENDED, now, EndReason.REJECTED)
+            effects = self.transition(new, call, now)
+        else:  # HANGUP
+            new = advance(call, CallStatus.ENDED, now, EndReason.HANGUP)
+            effects = self.transition(new, call, now)
+        return effects, {"call": new.to_json()}
+
+    def _make_call(self, session: Session, body: dict[str, Any], now: int
+                   ) -> tuple[Effects, dict[str, Any]]:
+        user = session.user
+        to = body.get("to")
+        if not isinstance(to, str) or not to:
+            raise CallError("to missing", Result.INVALID_REQUEST)
+        if to == user.user_id:
+            raise CallError("cannot call yourself", Result.INVALID_REQUEST)
+        callee = self.hub.state.user(user.project_id, to)
+        if callee is None:
+            raise CallError(f"user {to!r} not found", Result.USER_NOT_FOUND)
+        call_id = "call-" + secrets.token_hex(8)
+        call = Call(user.project_id, call_id, user.user_id, to, CallStatus.CALLING,
+                    Direction.INTERNAL, now, now)
+        busy = any(c.active for c in self.book.of_user(user.project_id, to))
+        if not callee.sessions or busy:
+            # Nobody to ring: the call is made, and ends at once, for everyone to see.
+            effects = self.transition(call, None, now)
+            ended = advance(call, CallStatus.ENDED, now, EndReason.BUSY)
+            effects.extend(self.transition(ended, call, now))
+            return effects, {"call": ended.to_json()}
+        effects = self.transition(call, None, now)
+        incoming = encode(CallService.INCOMING_CALL, {
+            "call": call.to_json(), "fromDisplayName": user.display_name or user.user_id})
+        effects.sends.append((list(callee.sessions), incoming))
+        return effects, {"call": call.to_json()}
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def party_gone(self, project_id: int, user_id: str) -> None:
+        """The user's last connection dropped: end their client-driven calls."""
+        for call in self.book.of_user(project_id, user_id):
+            if call.direction is Direction.INTERNAL:
+                self.end(call, EndReason.PARTY_DISCONNECTED)
+
+    def restore(self, rows: list[CallRow]) -> None:
+        """Calls in progress when the hub died end now, with reason ``hub restart``."""
+        for row in rows:
+            if row.data is None or row.project_id not in self.hub.state.project_ids:
+                continue
+            call = Call.from_json(row.project_id, row.data)
+            self.book.put(call)
+            self.end(call, EndReason.HUB_RESTART)
+
+    def end_all(self, reason: EndReason) -> list[asyncio.Future[bool]]:
+        """End every active call (the hub is shutting down)."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        return [self.end(call, reason) for call in list(self.book.calls.values())]
+

@@ -379,6 +379,8 @@ class HubState:
         user.offline_due_ms = None
         self._offline_due.pop((project_id, user.user_id), None)
         if not user.online:
+            # A user the hub has never seen was offline until now, not unknown.
+            user.attributes.setdefault(ONLINE_STATUS, Attribute(OFFLINE, now_ms))
             effects.extend(self._set_value(user, ONLINE_STATUS, ONLINE, now_ms))
         # Subscribe after publishing: the reply's seq already counts this login, and a
         # client that needs the message reads it from the snapshot or resume.

@@ -30,6 +30,7 @@ from monitor.tokens import (
     verify_client_token,
     verify_rest_token,
 )
+from monitor.tui.cli import add_tui_command
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_token_commands(sub)
     _add_config_commands(sub)
     add_hub_command(sub)
+    add_tui_command(sub)
     return parser
 
 

@@ -279,7 +279,13 @@ class AgentTable:
             self._set(agent, attribute, value, when, None, call)
             self._note_attribute(attribute)
             used += 1
-        self._cursors[topic] = _Cursor(epoch, seq if isinstance(seq, int) else None)
+        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+        cursor = self._cursors.get(topic)
+        if cursor is not None and cursor.epoch == epoch and cursor.seq is not None \
+                and seq is not None:
+            # Messages newer than the snapshot may have come first: keep the furthest.
+            seq = max(seq, cursor.seq)
+        self._cursors[topic] = _Cursor(epoch, seq)
         self.version += 1
         return used
 

@@ -42,7 +42,7 @@ class Recorder:
 
     async def wait(self, name: str, count: int = 1, timeout: float = 3.0) -> list[Any]:
         await eventually(lambda: len(self.of(name)) >= count, timeout,
-                         f"{count} {name} event(s); got {self.names()}")
+                         lambda: f"{count} {name} event(s); got {self.names()}")
         return self.of(name)
 
 

@@ -275,10 +275,11 @@ class FakeHub:
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 3.0,
-                     message: str = "condition") -> None:
+                     message: str | Callable[[], str] = "condition") -> None:
     """Wait until ``predicate()`` holds."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
+            text = message() if callable(message) else message
+            raise AssertionError(f"timed out waiting for {text}")
         await asyncio.sleep(0.005)

@@ -99,7 +99,7 @@ async def test_gap_in_the_live_stream_emits_resync_with_a_snapshot(fake, make_cl
     # 2 and 3 are in the snapshot; after it only newer messages, none repeated
     assert events.seqs() == [1, 4]
     assert client.stats.gaps == 1 and client.stats.resyncs == 1
-    assert [f for f in fake.frames if f[0] == Service.TOPIC_SNAPSHOT][0][1]["topic"] == TEAM
+    assert next(f for f in fake.frames if f[0] == Service.TOPIC_SNAPSHOT)[1]["topic"] == TEAM
 
 
 async def test_resume_not_recovered_falls_back_to_a_snapshot(fake, make_client):

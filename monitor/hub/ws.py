@@ -206,6 +206,9 @@ class Endpoint:
                 log.info("event=disconnected remote=%s user=%s project=%s code=%s",
                          peer.remote, session.user.user_id, session.user.project_id, close)
                 hub.connection_closed(peer)
+        # A close this endpoint started (Peers.close) runs as a task: let it send its own
+        # code, or returning from the handler first makes websockets close with 1000.
+        await ws.wait_closed()
 
     # -- authentication -----------------------------------------------------------------
 

@@ -105,7 +105,10 @@ def is_valid_value(value: object) -> bool:
     if isinstance(value, int | float):
         return value == value and value not in (float("inf"), float("-inf"))
     if isinstance(value, str):
-        return len(value.encode("utf-8", "surrogatepass")) <= MAX_VALUE_BYTES
+        try:
+            return len(value.encode("utf-8")) <= MAX_VALUE_BYTES
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800"): not UTF-8, unsendable
+            return False
     return False
 
 

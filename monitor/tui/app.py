@@ -375,7 +375,8 @@ class MonitorApp(App[None]):
             filters.append(f"status {flt.status}")
         if filters:
             parts.append((" │ filter: " + " · ".join(filters), "away"))
-        count = f"{shown} of {total} agents" if flt.active else f"{total} agents"
+        noun = "agent" if total == 1 else "agents"
+        count = f"{shown} of {total} {noun}" if flt.active else f"{total} {noun}"
         parts.append((f" │ {count}", ""))
         grid = self.query_one(AgentGrid)
         hidden = len(self.columns()) - len(grid.shown_columns)

@@ -281,7 +281,7 @@ class AgentTable:
             used += 1
         seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
         cursor = self._cursors.get(topic)
-        if cursor is not None and cursor.epoch == epoch and cursor.seq is not None \
+        if cursor is not None and cursor.epoch in (None, epoch) and cursor.seq is not None \
                 and seq is not None:
             # Messages newer than the snapshot may have come first: keep the furthest.
             seq = max(seq, cursor.seq)

@@ -255,7 +255,8 @@ class HubState:
     # -- publishing: the one place topic messages are made ---------------------------------
 
     def _publish(self, user: User, name: str, old: Any, new: Any, now_ms: int,
-                 extra: Mapping[str, Any] | None = None) -> list[Send]:
+                 extra: Mapping[str, Any] | None = None,
+                 published: list[tuple[Topic, int]] | None = None) -> list[Send]:
         topics = list(user.grants.topics_for(name))
         if name == CALL:
             topics.append(ALL_CALL_STATUS)
@@ -277,6 +278,8 @@ class HubState:
             frame = encode(Service.SUBSCRIBE_FROM_SERVER,
                            {"topic": topic.name, "seq": topic.seq, "message": message})
             topic.history.append((topic.seq, frame))
+            if published is not None:
+                published.append((topic, topic.seq))
             if topic.subscribers:
                 sends.append((tuple(topic.subscribers), frame))
         return sends
@@ -294,15 +297,21 @@ class HubState:
         if name != ONLINE_STATUS:
             effects.ops.append(AttributeRow(user.project_id, user.user_id, name, new, now_ms))
 
+        published: list[tuple[Topic, int]] = []
+
         def undo() -> None:
             if user.attributes.get(name) is not None and user.attributes[name].value == new:
                 if current is None:
                     del user.attributes[name]
                 else:
                     user.attributes[name] = current
+            # The message was never sent: resume must not replay it, nor bridge its gap.
+            for topic, seq in published:
+                while topic.history and topic.history[0][0] <= seq:
+                    topic.history.popleft()
 
         effects.undo.append(undo)
-        effects.sends += self._publish(user, name, old, new, now_ms, extra)
+        effects.sends += self._publish(user, name, old, new, now_ms, extra, published)
         return effects
 
     # -- attributes ---------------------------------------------------------------------

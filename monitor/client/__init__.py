@@ -29,11 +29,13 @@ from monitor.client.hub_client import (
     TokenProvider,
     token_expiry,
 )
+from monitor.client.rest_client import AsyncRestClient, RestClient
 from monitor.client.stream import MessageStream
 from monitor.client.topics import TopicPosition, TopicTracker, Verdict
 
 __all__ = [
     "EVENTS",
+    "AsyncRestClient",
     "AuthenticationError",
     "Backoff",
     "ClientStats",
@@ -48,6 +50,7 @@ __all__ = [
     "RateLimitedError",
     "RefusedError",
     "RequestTimeoutError",
+    "RestClient",
     "TokenProvider",
     "TopicPosition",
     "TopicTracker",

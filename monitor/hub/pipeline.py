@@ -78,13 +78,13 @@ class CommitPipeline:
         self._pump()
 
     def _release(self, batch: list[Pending], durable: bool) -> None:
-        for effects, future in batch:
-            if durable:
-                self._emit(effects.sends)
-            else:
+        if not durable:
+            # Newest first across the whole batch: two changes of one value undo to the first.
+            for effects, _ in reversed(batch):
                 for undo in reversed(effects.undo):
                     undo()
-                self._emit(effects.failure_sends)
+        for effects, future in batch:
+            self._emit(effects.sends if durable else effects.failure_sends)
             if not future.done():
                 future.set_result(durable)
 

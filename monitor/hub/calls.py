@@ -165,5 +165,6 @@ class CallBook:
                       key=lambda c: c.started_ms)
 
     def of_user(self, project_id: int, user_id: str) -> list[Call]:
+        """The user's calls in progress, in the order they were made."""
         return [c for (pid, _), c in self.calls.items()
                 if pid == project_id and user_id in c.parties()]

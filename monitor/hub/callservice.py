@@ -67,15 +67,26 @@ class Calls:
                    notice_extra: dict[str, Any] | None = None) -> Effects:
         """Effects of ``call`` becoming what it is now (``previous`` was before)."""
         state = self.hub.state
+        pid = call.project_id
+        shown_before = {party: self._shown(pid, party) for party in call.parties()}
         self.book.put(call)
         effects = Effects()
-        extra = {"callId": call.call_id, "from": call.from_, "to": call.to}
-        if call.status is CallStatus.ENDED and call.end_reason:
-            extra["endReason"] = call.end_reason.value
         for party in call.parties():
-            if state.user(call.project_id, party) is not None:
-                effects.extend(state.set_builtin(call.project_id, party, CALL,
-                                                 call.status.value, now_ms, extra, always=True))
+            if state.user(pid, party) is None:
+                continue  # a customer's number: recorded on the call, no attribute
+            # A party's `call` attribute shows one call: the first of its calls in progress.
+            # A second call (a busy callee's, say) leaves it alone; when the shown call
+            # ends and another is in progress, the attribute moves on to that one.
+            shown = self._shown(pid, party)
+            before = shown_before[party]
+            if shown is None or shown.call_id == call.call_id:
+                target = call
+            elif before is not None and before.call_id == call.call_id:
+                target = shown
+            else:
+                continue
+            effects.extend(state.set_builtin(pid, party, CALL, target.status.value, now_ms,
+                                             self._message_extra(target), always=True))
         effects.ops.append(CallRow(call.project_id, call.call_id,
                                    call.to_json() if call.active else None))
         notice = encode(CallService.CALL_STATE, {"call": call.to_json(), **(notice_extra or {})})
@@ -88,6 +99,19 @@ class Calls:
                  call.call_id, call.project_id, call.from_, call.to, call.status.value,
                  call.end_reason.value if call.end_reason else "-")
         return effects
+
+    def _shown(self, project_id: int, user_id: str) -> Call | None:
+        """The call a user's ``call`` attribute shows: the first of its calls in progress."""
+        calls = self.book.of_user(project_id, user_id)
+        return calls[0] if calls else None
+
+    @staticmethod
+    def _message_extra(call: Call) -> dict[str, Any]:
+        """What a topic message about ``call`` adds to the attribute change."""
+        extra = {"callId": call.call_id, "from": call.from_, "to": call.to}
+        if call.status is CallStatus.ENDED and call.end_reason:
+            extra["endReason"] = call.end_reason.value
+        return extra
 
     def _arm_no_answer(self, call: Call) -> None:
         key = (call.project_id, call.call_id)

@@ -1,0 +1,40 @@
+"""Fixtures of the call tests: real hubs whose users go offline as soon as they leave."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.hub.wire import hub_with
+from tests.hubproc import HubProcess
+
+HubFactory = Callable[..., HubProcess]
+
+
+@pytest.fixture(scope="module")
+def call_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """A hub shared by one module; calls ring for 30 s (the default) before "no answer"."""
+    process = hub_with(tmp_path_factory.mktemp("callhub"), offline_grace_ms=0)
+    try:
+        yield process
+    finally:
+        process.kill()
+
+
+@pytest.fixture
+def make_hub(tmp_path: Path) -> Iterator[HubFactory]:
+    """Hubs with their own [hub] settings for one test, killed at its end."""
+    started: list[HubProcess] = []
+
+    def make(**settings: int | str) -> HubProcess:
+        process = hub_with(tmp_path / f"hub{len(started)}", **settings)
+        started.append(process)
+        return process
+
+    try:
+        yield make
+    finally:
+        for process in started:
+            process.kill()

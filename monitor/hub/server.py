@@ -99,7 +99,11 @@ class Hub:
             if self.state._offline_due:
                 self.schedule_offline_expiry()
 
-        self._expiry = loop.call_later(max(grace, 0.0) + 0.01, expire)
+        # The earliest user due, not a full grace from now: users leave at different times.
+        due = [u.offline_due_ms for u in self.state._offline_due.values()
+               if u.offline_due_ms is not None]
+        delay = (min(due) - self.now_ms()) / 1000 if due else grace
+        self._expiry = loop.call_later(max(delay, 0.0) + 0.01, expire)
 
     def connection_closed(self, peer: Peer) -> None:
         """A connection is gone: presence, then the calls of a user with none left."""

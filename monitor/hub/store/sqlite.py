@@ -70,13 +70,20 @@ class SqliteStore:
     (``kill -9``); ``FULL`` also survives power loss, at the price of an fsync per batch."""
 
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.executescript(SCHEMA)
+        db = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={synchronous}")
+            db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:  # read-only, missing, not a database...
+            if db is not None:
+                db.close()
+            raise StoreError(f"{path}: {exc}") from exc
+        self._db = db
 
     def load(self) -> tuple[list[UserRow], list[AttributeRow]]:
         """Everything stored, to rebuild the in-memory state at start."""
@@ -99,16 +106,18 @@ class SqliteStore:
 
     def write(self, ops: Iterable[StoreOp]) -> None:
         """Make a batch durable in one transaction; raise :class:`StoreError` if not."""
-        users, attributes, calls, ended = [], [], [], []
+        users, attributes, calls = [], [], []
+        ended: dict[tuple[int, str], None] = {}  # ordered set: ended, unless started again
         for op in ops:
             if isinstance(op, UserRow):
                 users.append((op.project_id, op.user_id, op.display_name, op.login_time,
                               json.dumps(op.grants.to_json(), separators=(",", ":"))))
             elif isinstance(op, CallRow):
                 if op.data is None:
-                    ended.append((op.project_id, op.call_id))
+                    ended[(op.project_id, op.call_id)] = None
                 else:
                     calls.append((op.project_id, op.call_id, json.dumps(op.data)))
+                    ended.pop((op.project_id, op.call_id), None)
             else:
                 attributes.append((op.project_id, op.user_id, op.name,
                                    json.dumps(op.value, ensure_ascii=False), op.updated_ms))
@@ -123,9 +132,11 @@ class SqliteStore:
                     self._db.executemany(UPSERT_CALL, calls)
                 if ended:
                     self._db.executemany(
-                        "DELETE FROM calls WHERE project_id = ? AND call_id = ?", ended)
+                        "DELETE FROM calls WHERE project_id = ? AND call_id = ?", list(ended))
                 self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
+            # Not only sqlite3.Error: a value SQLite cannot take (a lone surrogate, an int
+            # over 64 bits) must not leave the transaction open for the next batch.
+            except Exception as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise StoreError(f"{self.path}: {exc}") from exc

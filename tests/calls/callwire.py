@@ -145,3 +145,27 @@ def put_call(rest: httpx.Client, call_id: str, status: Any = None, **fields: Any
     if status is not None:
         body["status"] = status
     return rest.put(f"/v1/calls/{call_id}", json=body)
+
+
+async def call_messages(wire: Wire, topic: str, call_id: str, count: int,
+                        timeout: float = 5.0) -> list[Frame]:
+    """The next ``count`` messages of ``topic`` about ``call_id``, in order (bodies)."""
+    out = []
+    for _ in range(count):
+        frame = await wire.until(lambda f: f["service"] == SUBSCRIBE_FROM_SERVER
+                                 and f["body"]["topic"] == topic
+                                 and f["body"]["message"].get("callId") == call_id, timeout)
+        out.append(frame["body"])
+    return out
+
+
+async def no_call_messages(wire: Wire, call_id: str, seconds: float = 0.2,
+                           topic: str | None = None) -> None:
+    """No topic message about ``call_id`` (on ``topic``) arrives within ``seconds``."""
+    try:
+        frame = await wire.until(lambda f: f["service"] == SUBSCRIBE_FROM_SERVER
+                                 and (topic is None or f["body"]["topic"] == topic)
+                                 and f["body"]["message"].get("callId") == call_id, seconds)
+    except TimeoutError:
+        return
+    raise AssertionError(f"unexpected message: {frame}")

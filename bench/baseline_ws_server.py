@@ -15,6 +15,7 @@ import json
 from websockets.asyncio.server import broadcast, serve
 
 CLIENTS = set()
+SEP = (",", ":")
 
 
 async def handler(ws, mode):
@@ -26,7 +27,7 @@ async def handler(ws, mode):
             else:
                 req = json.loads(message)
                 await ws.send(json.dumps({"service": req["service"], "body": {
-                    "r": 0, "requestId": req["body"].get("requestId")}}))
+                    "r": 0, "requestId": req["body"].get("requestId")}}, separators=SEP))
     finally:
         CLIENTS.discard(ws)
 

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,55 @@ class CpuMeter:
         t1 = self._read()
         self.used = {pid: t1[pid] - self.t0[pid] for pid in self.pids}
         return sum(self.used.values())
+
+
+class CoreMeter:
+    """How busy each core was (all processes, interrupts included) between start and stop."""
+
+    def __init__(self) -> None:
+        self.t0: dict[str, list[int]] = {}
+
+    @staticmethod
+    def _read() -> dict[str, list[int]]:
+        out = {}
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("cpu") and line[3].isdigit():
+                    name, *vals = line.split()
+                    out[name] = [int(v) for v in vals[:8]]
+        return out
+
+    def start(self) -> None:
+        self.t0 = self._read()
+
+    def stop(self) -> dict[str, float]:
+        """Busy percent per core, e.g. {"cpu0": 99.0, "cpu1": 80.2}."""
+        t1 = self._read()
+        out = {}
+        for name, vals in t1.items():
+            d = [b - a for a, b in zip(self.t0[name], vals, strict=True)]
+            total = sum(d)
+            idle = d[3] + d[4]
+            out[name] = 100.0 * (total - idle) / total if total else 0.0
+        return out
+
+
+def wait_quiet(max_wait: float = 60.0, threshold: float = 25.0) -> float:
+    """Wait (up to ``max_wait`` s) until the machine is mostly idle; return its busy %.
+
+    Other people's jobs share this machine; a run that starts while both cores are busy
+    measures them. The busy % seen last is recorded with the results.
+    """
+    deadline = time.monotonic() + max_wait
+    while True:
+        meter = CoreMeter()
+        meter.start()
+        time.sleep(1.0)
+        busy = meter.stop()
+        avg = sum(busy.values()) / len(busy) if busy else 0.0
+        if avg <= threshold or time.monotonic() >= deadline:
+            return avg
+        time.sleep(1.0)
 
 
 def percentiles(samples_ns: Sequence[int]) -> dict[str, float]:

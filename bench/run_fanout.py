@@ -202,6 +202,14 @@ async def _publisher(kind: str, port: int, subscribers: int, rate: float | None,
     await asyncio.sleep(0.1)
 
 
+def bound(server_cpu_pct: float, client_core_pct: float) -> str:
+    """Which side ran out of CPU: the server process, the load generators' core, both."""
+    server = server_cpu_pct >= 90
+    client = client_core_pct >= 90
+    return "server+client" if server and client else "server" if server \
+        else "client" if client else "-"
+
+
 # -- one run -------------------------------------------------------------------------------
 
 
@@ -231,7 +239,7 @@ def run_one(kind: str, subscribers: int, rate: float | None, args: argparse.Name
         first += per[k]
     rx_pub, tx_pub = ctx.Pipe(duplex=False)
     pub = ctx.Process(target=publisher_main, args=(kind, port, subscribers, rate,
-                                                   args.window or max(50_000, 4 * subscribers),
+                                                   args.window or max(100_000, 40 * subscribers),
                                                    procs, shared, tx_pub), daemon=True)
     result: dict[str, Any] = {"target": kind, "subscribers": subscribers,
                               "rate": "flat" if rate is None else int(rate)}
@@ -259,12 +267,15 @@ def run_one(kind: str, subscribers: int, rate: float | None, args: argparse.Name
         d0, s0, t0 = received(), shared[SENT], time.monotonic()
         server_cpu.start()
         gen_cpu.start()
+        cores = measure.CoreMeter()
+        cores.start()
         shared[REC] = 1
         time.sleep(args.duration)
         shared[REC] = 0
         d1, s1, t1 = received(), shared[SENT], time.monotonic()
         cpu_server = server_cpu.stop()
         cpu_gen = gen_cpu.stop()
+        busy = cores.stop()
         shared[PHASE] = PHASE_STOP
         # drain: until every published message reached every subscriber, or no progress
         last, last_t = -1, time.monotonic()
@@ -312,11 +323,11 @@ def run_one(kind: str, subscribers: int, rate: float | None, args: argparse.Name
             else float("nan"),
             "server_peak_rss_mb": mem.get("VmHWM", 0) / 1024,
             "gen_cpu_pct": 100.0 * cpu_gen / wall,
+            "core0_busy_pct": busy.get(f"cpu{targets.SERVER_CPU}", float("nan")),
+            "core1_busy_pct": busy.get(f"cpu{targets.CLIENT_CPU}", float("nan")),
             "closed_conns": closed,
         })
-        result["bound"] = ("client" if result["gen_cpu_pct"] >= 85
-                           and result["server_cpu_pct"] < 85 else
-                           "server" if result["server_cpu_pct"] >= 85 else "-")
+        result["bound"] = bound(result["server_cpu_pct"], result["core1_busy_pct"])
         if pub_info.get("refusals"):
             result["refusal_sample"] = pub_info["refusals"][0][:200]
         if sub_errors:
@@ -340,6 +351,7 @@ COLUMNS = [("target", "target"), ("subscribers", "S"), ("rate", "offered/s"),
            ("loss_pct", "loss %"), ("server_cpu_pct", "server CPU %"),
            ("server_us_per_delivery", "server µs/delivery"),
            ("server_peak_rss_mb", "server peak RSS MiB"), ("gen_cpu_pct", "gen CPU %"),
+           ("core0_busy_pct", "core 0 busy %"), ("core1_busy_pct", "core 1 busy %"),
            ("bound", "bound"), ("vs_baseline", "× baseline"),
            ("vs_mosquitto", "× mosquitto"), ("p99_vs_baseline", "p99 ÷ baseline p99")]
 
@@ -379,12 +391,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--procs", type=int, default=2, help="subscriber processes")
     parser.add_argument("--window", type=int, default=0,
-                        help="flat: outstanding deliveries (default max(50000, 4 S))")
+                        help="flat: outstanding deliveries (default max(100000, 40 S))")
     parser.add_argument("--sample-every", type=int, default=0,
                         help="latency on every k-th connection (default 1 fixed, 10 flat)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per case; median kept")
     parser.add_argument("--hub-settings", default="",
                         help="extra lines for the hub's [hub] table")
+    parser.add_argument("--quiet-wait", type=float, default=30.0,
+                        help="before each run, wait up to this many s for an idle machine")
     parser.add_argument("--record", action="store_true",
                         help="append the results to docs/benchmarks.md")
     args = parser.parse_args(argv)
@@ -403,7 +417,9 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(args.repeat):
                     with targets.Target(kind, hub_settings=args.hub_settings) as t:
                         try:
+                            busy = measure.wait_quiet(args.quiet_wait)
                             res = run_one(kind, s, rate, args, t.port, t.pid)
+                            res["machine_busy_before_pct"] = busy
                         except Exception as exc:
                             res = {"target": kind, "subscribers": s, "rate": r,
                                    "error": f"{exc!r} {t.log()[-500:]}"}

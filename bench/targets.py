@@ -1,7 +1,8 @@
 """The servers under test, each started in its own process pinned to core 0.
 
 ``hub``: ``python -m monitor hub`` with a one-project config (log level warning).
-``baseline``: ``bench/baseline_ws_server.py`` (minimal ``websockets`` server).
+``baseline``: ``bench/baseline_ws_server.py`` (minimal ``websockets`` server), or with
+mode ``rest`` ``bench/baseline_rest_server.py`` (FastAPI on uvicorn, fixed answers).
 ``mosquitto``: ``mosquitto -c`` a copy of ``bench/mosquitto.conf`` (websockets listener).
 """
 
@@ -92,6 +93,9 @@ class Target:
         return f"http://127.0.0.1:{self.api_port}"
 
     def _command(self) -> list[str]:
+        if self.kind == "baseline" and self.mode == "rest":
+            return [sys.executable, str(BENCH / "baseline_rest_server.py"),
+                    "--port", str(self.api_port)]
         if self.kind == "baseline":
             return [sys.executable, str(BENCH / "baseline_ws_server.py"),
                     "--port", str(self.port), "--mode", self.mode]
@@ -110,6 +114,10 @@ ws_port = {self.port}
 api_port = {self.api_port}
 data_dir = "{self.workdir / 'data'}"
 log_level = "warning"
+# all load comes from a few loopback addresses: the per-IP AUTHEN limiter would
+# measure itself, not the hub
+auth_rate_per_ip = 1000000
+auth_burst_per_ip = 1000000
 {self.hub_settings}
 
 [[projects]]
@@ -136,7 +144,7 @@ keys = [{{ sid = "{KEY_SID}", secret = "{KEY_SECRET}" }}]
         raise RuntimeError(f"{self.kind} not ready within {timeout} s: {self.log()}")
 
     def _ready(self) -> bool:
-        if self.kind == "hub":
+        if self.kind == "hub" or self.mode == "rest":
             try:
                 return httpx.get(self.api_url + "/healthz", timeout=0.5).status_code == 200
             except httpx.HTTPError:

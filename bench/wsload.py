@@ -20,6 +20,7 @@ import base64
 import contextlib
 import json
 import os
+import socket
 import time
 from array import array
 from collections import deque
@@ -31,6 +32,7 @@ MARK_LEN = len(MARK)
 TS_DIGITS = 19
 SMALL = 64  # payloads up to this size are control traffic (pings), not deliveries
 PING_REPLY = b'{"service":1,"body":{}}'
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 
 def client_frame(payload: bytes, opcode: int = 1) -> bytes:
@@ -360,9 +362,23 @@ async def open_conn(host: str, port: int, stats: Stats, *, mqtt: bool = False,
                     timeout: float = 30.0) -> Conn:
     """Open a TCP connection and complete the WebSocket handshake."""
     loop = asyncio.get_running_loop()
+    sock = None
+    if local_ip:
+        # IP_BIND_ADDRESS_NO_PORT: pick the port at connect() time, per 4-tuple; a plain
+        # bind(ip, 0) searches for a port free on every destination, which costs the
+        # kernel milliseconds once thousands are taken
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((local_ip, 0))
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (host, port)), timeout)
+        except BaseException:
+            sock.close()
+            raise
     _, conn = await asyncio.wait_for(loop.create_connection(
-        lambda: Conn(host, port, stats, mqtt=mqtt, sample=sample), host, port,
-        local_addr=(local_ip, 0) if local_ip else None), timeout)
+        lambda: Conn(host, port, stats, mqtt=mqtt, sample=sample),
+        *((None, None) if sock else (host, port)), sock=sock), timeout)
     await asyncio.wait_for(conn.opened, timeout)
     return conn
 

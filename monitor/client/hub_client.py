@@ -53,6 +53,10 @@ Handler = Callable[[dict[str, Any]], Any]
 #: Returns a fresh access token; plain or async.
 TokenProvider = Callable[[], "str | Awaitable[str]"]
 
+#: The hub closes a connection with 4005 when the user is disconnected through the REST
+#: API (a supervisor's force-offline, docs/protocol.md): by default, do not come back.
+CLOSE_KICKED = 4005
+DEFAULT_STOP_CODES: frozenset[int] = frozenset({CLOSE_KICKED})
 DEFAULT_PING_AFTER_MS = 15000
 HUB_SILENCE_GRACE_S = 15.0  # the hub's own rule: ping_after_ms + 15 s of silence is dead
 MAX_INCOMING_BYTES = 16 * 1024 * 1024  # snapshots of large topics exceed the 64 KiB inbound cap
@@ -104,9 +108,11 @@ class HubClient:
     last seq on reconnect; ``request_timeout`` for every request; ``silence_timeout``,
     seconds without a frame from the hub before the connection counts as dead (default
     the hub's ``ping_after_ms`` + 15 s; the client PINGs at half of it);
-    ``refresh_before``, how many seconds before ``exp`` to ask for a new token;
+    ``refresh_before``, how many seconds before ``exp`` to ask for a new token (``None``:
+    only when the hub answers ``r = 6``);
     ``token_wait``, how long to wait for one; ``stop_on_close_codes``, close codes after
-    which the client does not reconnect; ``rng`` for the backoff jitter.
+    which the client does not reconnect (default 4005, disconnected through REST);
+    ``device_id`` and ``platform`` go into AUTHEN; ``rng`` draws the backoff jitter.
     """
 
     def __init__(self, url: str, token: str | None = None, *,
@@ -117,9 +123,9 @@ class HubClient:
                  request_timeout: float = 10.0,
                  open_timeout: float = 10.0,
                  silence_timeout: float | None = None,
-                 refresh_before: float = 60.0,
+                 refresh_before: float | None = 60.0,
                  token_wait: float = 10.0,
-                 stop_on_close_codes: Collection[int] = (),
+                 stop_on_close_codes: Collection[int] = DEFAULT_STOP_CODES,
                  device_id: str | None = None,
                  platform: str = "python",
                  rng: random.Random | None = None) -> None:
@@ -161,6 +167,7 @@ class HubClient:
         self._error: HubError | None = None
         self._ping_after_s = DEFAULT_PING_AFTER_MS / 1000
         self._last_pong_sent = float("-inf")
+        self._retry_at: float | None = None
 
     # -- public API ----------------------------------------------------------------------
 
@@ -189,6 +196,11 @@ class HubClient:
     def token(self) -> str | None:
         """The token the next AUTHEN will use."""
         return self._token
+
+    @property
+    def retry_at(self) -> float | None:
+        """When the next reconnect attempt is due (``time.time()`` seconds), while waiting."""
+        return self._retry_at
 
     @property
     def error(self) -> HubError | None:
@@ -271,11 +283,12 @@ class HubClient:
             except BaseException:
                 self._stop_dispatcher()
                 raise
-            await asyncio.sleep(self.backoff.delay(attempt, self._rng))
+            await self._sleep_before_attempt(attempt)
             attempt += 1
         self._attach(ws, reply, resumed)
         self._runner = asyncio.create_task(self._run(ws), name=f"hub-client {self.url}")
-        if self._refresher is None or self._refresher.done():
+        if self._refresh_before is not None and (
+                self._refresher is None or self._refresher.done()):
             self._refresher = asyncio.create_task(self._refresh_tokens())
         return reply
 
@@ -486,7 +499,7 @@ class HubClient:
     async def _reconnect_after_drop(self) -> ClientConnection | None:
         attempt = 0
         while not self._closing:
-            await asyncio.sleep(self.backoff.delay(attempt, self._rng))
+            await self._sleep_before_attempt(attempt)
             attempt += 1
             try:
                 ws, reply, resumed = await self._open()
@@ -693,6 +706,8 @@ class HubClient:
                 return False
             self.set_token(token)
             return True
+        if not self._handlers.get("requestnewtoken"):
+            return False  # nobody to ask
         self._ensure_dispatcher()
         self._emit("requestnewtoken", {"reason": reason, "exp": token_expiry(self._token)})
         try:
@@ -704,11 +719,12 @@ class HubClient:
 
     async def _refresh_tokens(self) -> None:
         """Ask for a new token ``refresh_before`` seconds before the current one expires."""
+        before = self._refresh_before or 0.0
         failures = 0
         while not self._closing:
             replaced = self._token_event
             exp = token_expiry(self._token)
-            wait = None if exp is None else exp - self._refresh_before - time.time()
+            wait = None if exp is None else exp - before - time.time()
             if failures:
                 wait = max(wait or 0.0, min(30.0, 2.0 ** failures))
             if wait is None or wait > 0:
@@ -718,12 +734,20 @@ class HubClient:
                     continue  # a new token arrived: schedule from its exp
             renewed = await self._obtain_token("expiring")
             exp = token_expiry(self._token)
-            if renewed and (exp is None or exp - self._refresh_before > time.time()):
+            if renewed and (exp is None or exp - before > time.time()):
                 failures = 0
             else:
                 failures += 1  # none, or one as short-lived: do not ask in a tight loop
 
     # -- plumbing ------------------------------------------------------------------------
+
+    async def _sleep_before_attempt(self, attempt: int) -> None:
+        delay = self.backoff.delay(attempt, self._rng)
+        self._retry_at = time.time() + delay
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self._retry_at = None
 
     def _new_request_id(self) -> int:
         self._next_request_id += 1

@@ -132,32 +132,49 @@ def advance(call: Call, status: CallStatus, now_ms: int, reason: EndReason | Non
     return replace(call, **changes)
 
 
+ENDED_KEPT = 10_000
+
+
 @dataclass
 class CallBook:
-    """The calls of every project on this hub: active ones, and ended ones for a while."""
+    """The calls of every project on this hub: active ones, and the latest ended ones.
 
-    calls: dict[tuple[int, str], Call] = field(default_factory=dict)
+    Ended calls are kept (the newest ``ended_kept``) so that a late or repeated report
+    about a call that has ended is refused or ignored, not taken for a new call.
+    """
+
+    calls: dict[tuple[int, str], Call] = field(default_factory=dict)  # in progress
+    ended: dict[tuple[int, str], Call] = field(default_factory=dict)  # oldest first
+    ended_kept: int = ENDED_KEPT
+
+    def find(self, project_id: int, call_id: str) -> Call | None:
+        """A call in progress or recently ended, or None."""
+        key = (project_id, call_id)
+        return self.calls.get(key) or self.ended.get(key)
 
     def get(self, project_id: int, call_id: str) -> Call:
-        call = self.calls.get((project_id, call_id))
+        call = self.find(project_id, call_id)
         if call is None:
             raise CallError(f"call {call_id!r} not found")
         return call
 
     def start(self, call: Call) -> Call:
-        key = (call.project_id, call.call_id)
-        if key in self.calls:
+        if self.find(call.project_id, call.call_id) is not None:
             raise CallError(f"call {call.call_id!r} already exists")
-        self.calls[key] = call
+        self.calls[(call.project_id, call.call_id)] = call
         return call
 
     def put(self, call: Call) -> Call:
-        """Record a call's new value; ended calls leave the book."""
+        """Record a call's new value; ended calls leave the calls in progress."""
         key = (call.project_id, call.call_id)
         if call.active:
             self.calls[key] = call
         else:
             self.calls.pop(key, None)
+            self.ended.pop(key, None)
+            self.ended[key] = call
+            while len(self.ended) > self.ended_kept:
+                del self.ended[next(iter(self.ended))]
         return call
 
     def active(self, project_id: int) -> list[Call]:

@@ -145,7 +145,7 @@ class Calls:
             raise CallError("callId must be 1-128 characters", Result.INVALID_REQUEST)
         new_status = parse_status(status)
         now = self.hub.now_ms()
-        current = self.book.calls.get((project_id, call_id))
+        current = self.book.find(project_id, call_id)
         if current is None:
             if new_status is CallStatus.ENDED:
                 raise CallError(f"call {call_id!r} not found")

@@ -218,16 +218,34 @@ def test_book_get_unknown_is_27(project: int, call_id: str) -> None:
     assert caught.value.r == Result.INVALID_CALL
 
 
-def test_book_put_keeps_active_calls_and_drops_ended_ones() -> None:
+def test_book_put_moves_ended_calls_out_of_the_calls_in_progress() -> None:
     book = CallBook()
     call = book.start(new_call("c1"))
     ringing = book.put(advance(call, RINGING, T0 + 1))
     assert book.get(25, "c1") is ringing
+    assert book.calls == {(25, "c1"): ringing} and book.ended == {}
     ended = advance(ringing, ENDED, T0 + 2, EndReason.REJECTED)
     assert book.put(ended) is ended
     assert (25, "c1") not in book.calls
     assert book.active(25) == [] and book.of_user(25, "alice") == []
-    book.put(ended)  # putting an unknown ended call is harmless
+    # ... but the book still knows it ended: it is not a new call.
+    assert book.find(25, "c1") is book.get(25, "c1") is ended
+    with pytest.raises(CallError) as again:
+        book.start(new_call("c1"))
+    assert again.value.r == 27
+    assert book.find(26, "c1") is None and book.find(25, "c2") is None
+
+
+def test_book_keeps_only_the_latest_ended_calls() -> None:
+    book = CallBook(ended_kept=3)
+    for i in range(5):
+        book.put(advance(book.start(new_call(f"c{i}", started=T0 + i)), ENDED, T0 + 10 + i))
+    assert [key[1] for key in book.ended] == ["c2", "c3", "c4"]
+    assert book.find(25, "c0") is None and book.find(25, "c1") is None
+    assert book.get(25, "c4").status is ENDED
+    # an ended call put again (a repeated report) is the newest, not a second entry
+    book.put(book.get(25, "c2"))
+    assert [key[1] for key in book.ended] == ["c3", "c4", "c2"]
     assert book.calls == {}
 
 

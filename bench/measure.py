@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -196,3 +197,55 @@ def record(section: str, name: str, rows: list[dict[str, Any]]) -> Path:
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     DOC.write_text(text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n")
     return path
+
+
+def start_profile(pid: int, seconds: float, path: Path) -> subprocess.Popen[bytes] | None:
+    """Sample a Python server with py-spy (collapsed stacks of the thread holding the GIL,
+    so: where its CPU goes) for ``seconds``, from core 1."""
+    exe = Path(sys.executable).with_name("py-spy")
+    if not exe.exists():
+        print("py-spy not installed: pip install py-spy", file=sys.stderr)
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [str(exe), "record", "-p", str(pid), "-d", str(max(1, int(seconds))), "-r", "250",
+         "-f", "raw", "-o", str(path), "--nonblocking", "--gil"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: os.sched_setaffinity(0, {1}))
+
+
+def top_frames(path: Path, n: int = 25) -> str:
+    """Self time and inclusive time per function from a py-spy collapsed-stack file."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        c = int(count)
+        total += c
+        frames = stack.split(";")
+        leaf = frames[-1]
+        own[leaf] = own.get(leaf, 0) + c
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + c
+    lines = [f"{total} samples; self %, inclusive %, function"]
+    for f, c in sorted(own.items(), key=lambda kv: -kv[1])[:n]:
+        lines.append(f"{100 * c / total:5.1f} {100 * incl[f] / total:5.1f}  {f}")
+    return "\n".join(lines)
+
+
+def finish_profile(proc: subprocess.Popen[bytes] | None, path: Path) -> None:
+    """Wait for a profile started by :func:`start_profile`; print and save its summary."""
+    if proc is None:
+        return
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if path.exists():
+        summary = top_frames(path)
+        path.with_suffix(".top.txt").write_text(summary + "\n")
+        print(summary)

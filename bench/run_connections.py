@@ -23,6 +23,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -117,6 +118,10 @@ def run_one(kind: str, n: int, args: argparse.Namespace, target: targets.Target
         cpu.start()
         gen.start()
         cores.start()
+        prof_path = Path(args.profile) / f"connections-{kind}-{n}.txt" \
+            if args.profile else None
+        prof = measure.start_profile(target.pid, args.expect_s, prof_path) \
+            if prof_path and kind != "mosquitto" else None
         t0 = time.monotonic()
         shared[GO] = 1
         wait_for(lambda: all(shared[DONE + k] == 1 for k in range(procs)), args.timeout,
@@ -126,6 +131,8 @@ def run_one(kind: str, n: int, args: argparse.Namespace, target: targets.Target
         gen_s = gen.stop()
         busy = cores.stop()
         ok = sum(shared[OK + k] for k in range(procs))
+        if prof_path:
+            measure.finish_profile(prof, prof_path)
         time.sleep(args.settle)
         after = measure.memory_kb(target.pid)["VmRSS"]
         time.sleep(max(0.0, args.hold - args.settle))
@@ -162,7 +169,8 @@ COLUMNS = [("target", "target"), ("connections", "N"), ("ok", "authenticated"),
            ("server_cpu_us_per_open", "server CPU µs/open"), ("gen_cpu_pct", "gen CPU %"),
            ("core1_busy_pct", "core 1 busy %"), ("kb_per_conn", "RSS KB/idle conn"),
            ("held", "held"), ("hold_s", "after s"), ("peak_rss_mb", "server peak RSS MiB"),
-           ("vs_baseline", "opens/s × baseline"), ("vs_mosquitto", "opens/s × mosquitto")]
+           ("vs_baseline", "opens/s × baseline"), ("vs_mosquitto", "opens/s × mosquitto"),
+           ("machine_busy_before_pct", "machine busy before %")]
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
@@ -188,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to keep them open before counting survivors")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--hub-settings", default="")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="py-spy the server while it accepts, stacks into DIR")
+    parser.add_argument("--expect-s", type=float, default=3.0,
+                        help="with --profile: seconds to sample")
     parser.add_argument("--quiet-wait", type=float, default=30.0,
                         help="before each run, wait up to this many s for an idle machine")
     parser.add_argument("--record", action="store_true")

@@ -27,6 +27,7 @@ import sys
 import time
 from array import array
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -199,7 +200,8 @@ async def _http_clients(k: int, port: int, method: str, conns: int, users: int, 
 
 
 def measure_phase(procs: list[Any], shared: Any, server_pid: int,
-                  args: argparse.Namespace) -> dict[str, Any]:
+                  args: argparse.Namespace, prof_path: Path | None = None
+                  ) -> dict[str, Any]:
     """Start the clients, measure the window, stop them, collect their reports."""
     n = len(procs)
     wait_for(lambda: all(shared[READY + k] for k in range(n)), 120, "clients not ready")
@@ -217,12 +219,15 @@ def measure_phase(procs: list[Any], shared: Any, server_pid: int,
     gen.start()
     cores.start()
     shared[3] = 1
+    prof = measure.start_profile(server_pid, args.duration, prof_path) if prof_path else None
     time.sleep(args.duration)
     shared[3] = 0
     a1, t1 = acks(), time.monotonic()
     cpu_s, gen_s, busy = cpu.stop(), gen.stop(), cores.stop()
     time.sleep(0.05)
     shared[PHASE] = STOP
+    if prof_path:
+        measure.finish_profile(prof, prof_path)
     lat = array("q")
     infos = []
     for _, rx in procs:
@@ -258,7 +263,9 @@ def run_ws(kind: str, args: argparse.Namespace, target: targets.Target) -> dict[
         procs.append((p, rx))
         first += count
     try:
-        res = measure_phase(procs, shared, target.pid, args)
+        res = measure_phase(procs, shared, target.pid, args, Path(args.profile) /
+                            f"durable-{kind}-ws.txt" if args.profile and kind != "mosquitto"
+                            else None)
     finally:
         shared[PHASE] = STOP
         for p, _ in procs:
@@ -289,7 +296,8 @@ def run_http(kind: str, method: str, args: argparse.Namespace, target: targets.T
         p.start()
         procs.append((p, rx))
     try:
-        res = measure_phase(procs, shared, target.pid, args)
+        res = measure_phase(procs, shared, target.pid, args, Path(args.profile) /
+                            f"durable-{kind}-{method}.txt" if args.profile else None)
     finally:
         shared[PHASE] = STOP
         for p, _ in procs:
@@ -321,7 +329,8 @@ COLUMNS = [("target", "target"), ("op", "operation"), ("clients", "clients"),
            ("p99_ms", "p99 ms"), ("max_ms", "max ms"), ("refused", "refused"),
            ("server_cpu_pct", "server CPU %"), ("server_us_per_op", "server µs/op"),
            ("gen_cpu_pct", "gen CPU %"), ("core1_busy_pct", "core 1 busy %"),
-           ("bound", "bound"), ("vs_baseline", "× baseline"), ("vs_mosquitto", "× mosquitto")]
+           ("bound", "bound"), ("vs_baseline", "× baseline"), ("vs_mosquitto", "× mosquitto"),
+           ("machine_busy_before_pct", "machine busy before %")]
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
@@ -346,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--hub-settings", default="")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="py-spy the server during each window, stacks into DIR")
     parser.add_argument("--quiet-wait", type=float, default=30.0,
                         help="before each run, wait up to this many s for an idle machine")
     parser.add_argument("--record", action="store_true")

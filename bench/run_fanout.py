@@ -24,6 +24,7 @@ import statistics
 import sys
 import time
 from array import array
+from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -270,6 +271,10 @@ def run_one(kind: str, subscribers: int, rate: float | None, args: argparse.Name
         cores = measure.CoreMeter()
         cores.start()
         shared[REC] = 1
+        prof_path = Path(args.profile) / f"fanout-{kind}-{subscribers}-{result['rate']}.txt" \
+            if args.profile else None
+        prof = measure.start_profile(server_pid, args.duration, prof_path) \
+            if prof_path and kind != "mosquitto" else None
         time.sleep(args.duration)
         shared[REC] = 0
         d1, s1, t1 = received(), shared[SENT], time.monotonic()
@@ -277,6 +282,8 @@ def run_one(kind: str, subscribers: int, rate: float | None, args: argparse.Name
         cpu_gen = gen_cpu.stop()
         busy = cores.stop()
         shared[PHASE] = PHASE_STOP
+        if prof_path:
+            measure.finish_profile(prof, prof_path)
         # drain: until every published message reached every subscriber, or no progress
         last, last_t = -1, time.monotonic()
         deadline = time.monotonic() + 30
@@ -353,7 +360,8 @@ COLUMNS = [("target", "target"), ("subscribers", "S"), ("rate", "offered/s"),
            ("server_peak_rss_mb", "server peak RSS MiB"), ("gen_cpu_pct", "gen CPU %"),
            ("core0_busy_pct", "core 0 busy %"), ("core1_busy_pct", "core 1 busy %"),
            ("bound", "bound"), ("vs_baseline", "× baseline"),
-           ("vs_mosquitto", "× mosquitto"), ("p99_vs_baseline", "p99 ÷ baseline p99")]
+           ("vs_mosquitto", "× mosquitto"), ("p99_vs_baseline", "p99 ÷ baseline p99"),
+           ("machine_busy_before_pct", "machine busy before %")]
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
@@ -397,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per case; median kept")
     parser.add_argument("--hub-settings", default="",
                         help="extra lines for the hub's [hub] table")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="py-spy the server during each window, stacks into DIR")
     parser.add_argument("--quiet-wait", type=float, default=30.0,
                         help="before each run, wait up to this many s for an idle machine")
     parser.add_argument("--record", action="store_true",

@@ -112,7 +112,6 @@ class MonitorApp(App[None]):
         Binding("b", "cycle_status_filter", "Filter by status", show=False),
         Binding("x", "clear_filters", "Clear all filters", show=False),
         Binding("l", "toggle_log", "Log"),
-        Binding("enter", "detail", "Detail", show=False),
     ]
 
     def __init__(self, feed: Feed, settings: Settings | None = None, *,
@@ -537,21 +536,23 @@ class MonitorApp(App[None]):
             self.push_screen(AgentDetail(self.model, event.row_key.value, self.clock, self.tz))
 
     def help_keys(self, screen: Screen[Any] | None = None) -> list[tuple[str, str]]:
-        """(key, description) of every enabled binding of ``screen``, digits folded."""
+        """(keys, description) of every enabled binding of ``screen``: the keys of one
+        action joined with ``/``, the status digits left to one line of their own."""
         screen = screen or self.screen
-        keys: list[tuple[str, str]] = []
-        seen: set[str] = set()
+        by_node: dict[int, list[Any]] = {}
         for active in screen.active_bindings.values():
+            by_node.setdefault(id(active.node), []).append(active)
+        keys: dict[str, list[str]] = {}
+        descriptions: dict[str, str] = {}
+        # The app's own keys first, then the screen's, then the focused widget's.
+        for active in [a for group in reversed(list(by_node.values())) for a in group]:
             binding = active.binding
-            if not active.enabled or not binding.description:
+            if not active.enabled or not binding.description \
+                    or binding.action.startswith("set_status("):
                 continue
-            if binding.action.startswith("set_status("):
-                continue
-            if binding.action in seen:
-                continue
-            seen.add(binding.action)
-            keys.append((self.get_key_display(binding), binding.description))
-        return keys
+            keys.setdefault(binding.action, []).append(self.get_key_display(binding))
+            descriptions.setdefault(binding.action, binding.description)
+        return [("/".join(keys[action]), descriptions[action]) for action in keys]
 
     def action_help(self) -> None:
         extra: dict[str, str] = {}
@@ -586,6 +587,8 @@ class MonitorApp(App[None]):
             yield SystemCommand(f"Filter: status {status}", "Only agents in this status",
                                 lambda s=status: self.set_filter(status=s))
         yield SystemCommand("Filter: clear all", "Show every agent", self.action_clear_filters)
+        yield SystemCommand("Agent detail", "Timeline of the agent under the cursor",
+                            self.action_detail)
         yield SystemCommand("Event log: show / hide", "Latest topic messages",
                             self.action_toggle_log)
         for name in sorted(self.available_themes):

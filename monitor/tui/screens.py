@@ -150,7 +150,7 @@ class HelpScreen(ModalScreen[None]):
 
     DEFAULT_CSS = MODAL_CSS.format(name="HelpScreen") + """
     HelpScreen > Vertical { width: 60; }
-    HelpScreen VerticalScroll { height: auto; max-height: 18; }
+    HelpScreen VerticalScroll { height: auto; max-height: 30; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "close", "Close")]
 

@@ -107,7 +107,13 @@ def parse_theme(data: Mapping[str, Any], source: str) -> Theme:
     if not isinstance(extra, dict):
         raise ThemeError(f"{source}: variables: expected a table")
     for key, value in extra.items():
-        variables[key] = _colour(value, f"{source}: variables.{key}")
+        where = f"{source}: variables.{key}"
+        if key.endswith("text-style"):  # the one kind of variable that is not a colour
+            if not isinstance(value, str) or not value.strip():
+                raise ThemeError(f"{where}: expected a text style such as \"bold\"")
+            variables[key] = value.strip()
+        else:
+            variables[key] = _colour(value, where)
     states = data.get("states", {})
     if not isinstance(states, dict):
         raise ThemeError(f"{source}: states: expected a table")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import RowKey
 
@@ -54,6 +56,8 @@ class NameText(Text):
 class AgentGrid(DataTable):
     """One row per agent, keyed by userId, reconciled from the model cell by cell."""
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select_cursor", "Agent detail", show=False)]
     DEFAULT_CSS = """
     AgentGrid { height: 1fr; }
     AgentGrid.-stale { text-opacity: 60%; }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 from typing import Any
@@ -122,3 +123,12 @@ def screen_text(app: MonitorApp) -> str:
 
 def message_event(seq: int, *args: Any, topic: str = TEAM, **kwargs: Any) -> TopicMessage:
     return TopicMessage(topic, message(*args, **kwargs), seq)
+
+
+async def answered(app: MonitorApp, group: str = "status") -> None:
+    """Wait for the app's workers of ``group`` (not the endless feed consumer)."""
+    for _ in range(3):  # a worker may start a moment after the key that asks for it
+        await asyncio.sleep(0.01)
+    workers = [w for w in app.workers if w.group == group]
+    if workers:  # (an empty list would mean "every worker", the feed's included)
+        await app.workers.wait_for_complete(workers)

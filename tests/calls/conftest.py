@@ -13,9 +13,10 @@ from tests.hubproc import HubProcess
 HubFactory = Callable[..., HubProcess]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def call_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    """A hub shared by one module; calls ring for 30 s (the default) before "no answer"."""
+    """A hub shared by the call tests (each uses user and call ids of its own); calls
+    ring for 30 s (the default) before "no answer". Never stopped by a test."""
     process = hub_with(tmp_path_factory.mktemp("callhub"), offline_grace_ms=0)
     try:
         yield process

@@ -330,42 +330,33 @@ async def test_list_calls_shows_the_requesters_calls_in_progress(
 # -- the hub ends calls by itself -----------------------------------------------------
 
 
-async def test_no_answer_ends_the_call(make_hub: Callable[..., HubProcess]) -> None:
+async def test_no_answer_ends_calls_nobody_answers(make_hub: Callable[..., HubProcess]
+                                                   ) -> None:
     hub = make_hub(call_no_answer_ms=300, offline_grace_ms=0)
-    wires = {name: await agent(hub, name) for name in ("alice", "bob", "carol", "dave")}
-    a, b, c, d = wires.values()
+    names = ("alice", "bob", "carol", "dave", "erin", "frank")
+    wires = {name: await agent(hub, name) for name in names}
+    a, b, c, d, e, f = wires.values()
     try:
         calling = await call_ok(a, "bob")  # never rings
         ringing = await call_ok(c, "dave")
         assert (await control(d, RINGING, ringing["callId"]))["r"] == 0
+        answered = await call_ok(e, "frank")
+        assert (await control(f, ANSWER, answered["callId"]))["r"] == 0
         for caller, callee, call, before in ((a, b, calling, ["Calling"]),
                                              (c, d, ringing, ["Calling", "Ringing"])):
             ended = (await states(caller, call["callId"], *before, "Ended"))[-1]
             assert ended["endReason"] == "no answer"
             assert ended["endedAt"] - call["startedAt"] >= 250
             assert (await states(callee, call["callId"], *before, "Ended"))[-1] == ended
-        assert rest_calls(hub) == []
         assert (await control(b, ANSWER, calling["callId"]))["r"] == 27
+        # An answered call does not time out.
+        await states(e, answered["callId"], "Calling", "Ringing", "Answered")
+        await e.quiet(0.5, services=(CALL_STATE,))
+        assert [(x["callId"], x["status"]) for x in rest_calls(hub)] == \
+            [(answered["callId"], "Answered")]
     finally:
         for wire in wires.values():
             await wire.close()
-
-
-async def test_an_answered_call_does_not_time_out(make_hub: Callable[..., HubProcess]) -> None:
-    hub = make_hub(call_no_answer_ms=200, offline_grace_ms=0)
-    alice, bob = uid("alice"), uid("bob")
-    a = await agent(hub, alice)
-    b = await agent(hub, bob)
-    try:
-        call_id = (await call_ok(a, bob))["callId"]
-        assert (await control(b, RINGING, call_id))["r"] == 0
-        assert (await control(b, ANSWER, call_id))["r"] == 0
-        await states(a, call_id, "Calling", "Ringing", "Answered")
-        await a.quiet(0.6, services=(CALL_STATE,))
-        assert [c["status"] for c in rest_calls(hub)] == ["Answered"]
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_a_party_whose_last_connection_drops_ends_its_calls(

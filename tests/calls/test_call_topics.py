@@ -242,4 +242,6 @@ async def test_projects_are_isolated(users: Users) -> None:
     await no_call_messages(here, elsewhere["callId"])
     await no_call_messages(there, call["callId"], seconds=0.05)
     snap = await there.snapshot(ALL_CALL_STATUS)
-    assert {v["userId"]: v["value"] for v in snap["values"]} == {alice: "Ended", bob: "Ended"}
+    assert {v["userId"]: v["value"] for v in snap["values"]
+            if v["userId"] in (alice, bob)} == {alice: "Ended", bob: "Ended"}
+    assert all(v["timestamp"] and v["attribute"] == "call" for v in snap["values"])

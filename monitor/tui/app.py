@@ -537,7 +537,7 @@ class MonitorApp(App[None]):
 
     def help_keys(self, screen: Screen[Any] | None = None) -> list[tuple[str, str]]:
         """(keys, description) of every enabled binding of ``screen``: the keys of one
-        action joined with ``/``, the status digits left to one line of their own."""
+        action joined with commas, the status digits left to one line of their own."""
         screen = screen or self.screen
         by_node: dict[int, list[Any]] = {}
         for active in screen.active_bindings.values():
@@ -552,7 +552,7 @@ class MonitorApp(App[None]):
                 continue
             keys.setdefault(binding.action, []).append(self.get_key_display(binding))
             descriptions.setdefault(binding.action, binding.description)
-        return [("/".join(keys[action]), descriptions[action]) for action in keys]
+        return [(", ".join(keys[action]), descriptions[action]) for action in keys]
 
     def action_help(self) -> None:
         extra: dict[str, str] = {}

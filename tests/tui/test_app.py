@@ -377,7 +377,7 @@ async def test_help_is_generated_from_the_bindings() -> None:
         help_screen = app.screen
         assert isinstance(help_screen, HelpScreen)
         listed = {key: words for keys, words in help_screen.keys
-                  for key in keys.split("/")} | help_screen.extra
+                  for key in keys.split(", ")} | help_screen.extra
         for key, words in (("/", "Filter"), ("s", "My status"), ("n", "Online only"),
                            ("c", "On a call only"), ("b", "Filter by status"),
                            ("r", "Reverse sort"), ("l", "Log"), ("q", "Quit"),

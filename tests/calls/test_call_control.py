@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -132,6 +133,41 @@ async def test_ringing_then_the_first_device_to_answer_wins(
     for wire in (a, phone, desk):
         assert (await state(wire, call_id, "Ended")) == ended["call"]
     assert await list_calls(a) == [] and await list_calls(desk) == []
+
+
+async def test_two_devices_answering_at_once_one_wins(users: Users) -> None:
+    alice, bob = uid("alice"), uid("bob")
+    a = await users(alice)
+    phone = await users(bob, device="bob-phone")
+    desk = await users(bob, device="bob-desk")
+    call_id = (await call_ok(a, bob))["callId"]
+    # Both answers leave before either reply comes back.
+    replies = await asyncio.gather(control(phone, ANSWER, call_id),
+                                   control(desk, ANSWER, call_id))
+    assert sorted(r["r"] for r in replies) == [0, 27], replies
+    winner = "bob-phone" if replies[0]["r"] == 0 else "bob-desk"
+    for wire in (a, phone, desk):
+        seen = await states(wire, call_id, "Calling", "Ringing", "Answered")
+        assert seen[-1]["answeredBy"] == winner
+    await a.quiet(0.1, services=(CALL_STATE,))
+    assert (await control(a, HANGUP, call_id))["r"] == 0
+
+
+async def test_a_hang_up_and_an_answer_crossing_end_the_call(users: Users) -> None:
+    alice, bob = uid("alice"), uid("bob")
+    a = await users(alice)
+    b = await users(bob)
+    call_id = (await call_ok(a, bob))["callId"]
+    hung, answered = await asyncio.gather(control(a, HANGUP, call_id),
+                                          control(b, ANSWER, call_id))
+    assert hung["r"] == 0, hung  # the caller can always hang up a call in progress
+    assert hung["call"]["endReason"] == "hangup"
+    path = ["Calling", "Ringing", "Answered", "Ended"] if answered["r"] == 0 \
+        else ["Calling", "Ended"]
+    assert answered["r"] in (0, 27)
+    for wire in (a, b):
+        assert (await states(wire, call_id, *path))[-1] == hung["call"]
+    assert await list_calls(a) == [] and await list_calls(b) == []
 
 
 async def test_answering_a_call_still_calling_passes_through_ringing(

@@ -20,17 +20,12 @@ from monitor.client.errors import (
     RequestTimeoutError,
     error_for,
 )
-from monitor.client.hub_client import (
-    EVENTS,
-    ClientStats,
-    EventName,
-    Handler,
-    HubClient,
-    TokenProvider,
-    token_expiry,
-)
+from monitor.client.events import EVENTS, EventName, Handler
+from monitor.client.hub_client import HubClient
 from monitor.client.rest_client import AsyncRestClient, RestClient
+from monitor.client.stats import ClientStats
 from monitor.client.stream import MessageStream
+from monitor.client.token_source import TokenProvider, token_expiry
 from monitor.client.topics import TopicPosition, TopicTracker, Verdict
 
 __all__ = [

@@ -13,14 +13,13 @@ Call control (services 1010-1019) will be further request methods over
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -36,22 +35,14 @@ from monitor.client.errors import (
     RequestTimeoutError,
     error_for,
 )
+from monitor.client.events import EventDispatcher, EventName, Handler
+from monitor.client.stats import ClientStats
 from monitor.client.stream import MessageStream
+from monitor.client.token_source import TokenProvider, TokenSource
 from monitor.client.topics import TopicPosition, TopicTracker, Verdict
 from monitor.protocol import FrameError, RequestError, Result, Service, decode, encode
-from monitor.tokens import decode_unverified
 
 log = logging.getLogger("monitor.client")
-
-EventName = Literal["messagefromtopic", "authen", "disconnect", "connect",
-                    "requestnewtoken", "otherdeviceauthen", "resync"]
-#: The events :meth:`HubClient.on` accepts.
-EVENTS: frozenset[str] = frozenset(get_args(EventName))
-
-#: A handler gets the event's payload (a dict); it may be a plain or an async function.
-Handler = Callable[[dict[str, Any]], Any]
-#: Returns a fresh access token; plain or async.
-TokenProvider = Callable[[], "str | Awaitable[str]"]
 
 #: The hub closes a connection with 4005 when the user is disconnected through the REST
 #: API (a supervisor's force-offline, docs/protocol.md): by default, do not come back.
@@ -60,34 +51,6 @@ DEFAULT_STOP_CODES: frozenset[int] = frozenset({CLOSE_KICKED})
 DEFAULT_PING_AFTER_MS = 15000
 HUB_SILENCE_GRACE_S = 15.0  # the hub's own rule: ping_after_ms + 15 s of silence is dead
 MAX_INCOMING_BYTES = 16 * 1024 * 1024  # snapshots of large topics exceed the 64 KiB inbound cap
-_STOP = object()
-_END_STREAMS = object()
-
-
-def token_expiry(token: str | None) -> int | None:
-    """The ``exp`` claim of a JWT, read without verifying it (``None`` if unreadable)."""
-    if not token:
-        return None
-    try:
-        exp = decode_unverified(token)[1].get("exp")
-    except Exception:
-        return None
-    return exp if isinstance(exp, int) and not isinstance(exp, bool) else None
-
-
-@dataclass
-class ClientStats:
-    """Counters of one client, for tests, logs and benchmarks."""
-
-    authenticated: int = 0       #: successful AUTHENs (first connect included)
-    reconnects: int = 0          #: successful AUTHENs after a drop
-    delivered: int = 0           #: topic messages handed to the application
-    duplicates: int = 0          #: topic messages dropped as already delivered
-    gaps: int = 0                #: seq jumps seen in the live stream
-    resyncs: int = 0             #: resync events emitted
-    stale: int = 0               #: queued messages skipped as covered by a snapshot
-    silent_hub: int = 0          #: connections dropped because the hub fell silent
-    token_refreshes: int = 0     #: new tokens obtained
 
 
 @dataclass
@@ -129,27 +92,22 @@ class HubClient:
                  device_id: str | None = None,
                  platform: str = "python",
                  rng: random.Random | None = None) -> None:
-        if token is None and token_provider is None:
-            raise ValueError("HubClient needs a token or a token_provider")
         self.url = url
-        self._token = token
-        self._token_provider = token_provider
         self._reconnect = reconnect
         self.backoff = backoff or Backoff()
         self._resume = resume
         self._request_timeout = request_timeout
         self._open_timeout = open_timeout
         self._silence_timeout = silence_timeout
-        self._refresh_before = refresh_before
-        self._token_wait = token_wait
         self._stop_codes = frozenset(stop_on_close_codes)
         self._device_id = device_id
         self._platform = platform
         self._rng = rng or random.Random()
 
         self.stats = ClientStats()
-        self._handlers: dict[str, list[Handler]] = {}
-        self._streams: set[MessageStream] = set()
+        self._events = EventDispatcher(self._skip_stale, self._is_stale, self._handled)
+        self._tokens = TokenSource(token, token_provider, self._events, self.stats,
+                                   refresh_before=refresh_before, wait=token_wait)
         self._tracker = TopicTracker()
         self._floors: dict[tuple[str, str | None], int] = {}
         self._pending: dict[int, _Pending] = {}
@@ -157,9 +115,6 @@ class HubClient:
         self._authen: dict[str, Any] | None = None
         self._ws: ClientConnection | None = None
         self._connected = asyncio.Event()
-        self._token_event = asyncio.Event()
-        self._events: asyncio.Queue[tuple[Any, Any, str | None]] = asyncio.Queue()
-        self._dispatcher: asyncio.Task[None] | None = None
         self._runner: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._resyncs: set[asyncio.Task[None]] = set()
@@ -195,7 +150,7 @@ class HubClient:
     @property
     def token(self) -> str | None:
         """The token the next AUTHEN will use."""
-        return self._token
+        return self._tokens.token
 
     @property
     def retry_at(self) -> float | None:
@@ -224,35 +179,25 @@ class HubClient:
         topic's messages since ``lastSeq`` are replaced by ``snapshot``).
         Without ``handler``, returns a decorator.
         """
-        if event not in EVENTS:
-            raise ValueError(f"unknown event {event!r}; expected one of {sorted(EVENTS)}")
         if handler is None:
             def register(func: Handler) -> Handler:
-                self._handlers.setdefault(event, []).append(func)
+                self._events.on(event, func)
                 return func
             return register
-        self._handlers.setdefault(event, []).append(handler)
+        self._events.on(event, handler)
         return handler
 
     def off(self, event: EventName, handler: Handler) -> None:
         """Remove a handler added with :meth:`on` (no error when it is not there)."""
-        with suppress(ValueError):
-            self._handlers.get(event, []).remove(handler)
+        self._events.off(event, handler)
 
     def messages(self) -> MessageStream:
         """An async iterator of topic messages (and resync events) from now on."""
-        stream = MessageStream(self._is_stale, self._streams.discard)
-        self._streams.add(stream)
-        return stream
+        return self._events.stream()
 
     def set_token(self, token: str) -> None:
         """Use ``token`` from the next AUTHEN on (the answer to ``requestnewtoken``)."""
-        if not isinstance(token, str) or not token:
-            raise ValueError("token must be a non-empty string")
-        self._token = token
-        self.stats.token_refreshes += 1
-        waiting, self._token_event = self._token_event, asyncio.Event()
-        waiting.set()
+        self._tokens.set(token)
 
     async def connect(self, *, retry: bool = False) -> dict[str, Any]:
         """Connect and authenticate; return the AUTHEN reply.
@@ -270,7 +215,7 @@ class HubClient:
             return self._authen
         self._closing = False
         self._error = None
-        self._ensure_dispatcher()
+        self._events.start()
         attempt = 0
         while True:
             try:
@@ -278,18 +223,18 @@ class HubClient:
                 break
             except HubUnreachableError:
                 if not retry or self.backoff.gives_up_after(attempt + 1):
-                    self._stop_dispatcher()
+                    self._events.stop()
                     raise
             except BaseException:
-                self._stop_dispatcher()
+                self._events.stop()
                 raise
             await self._sleep_before_attempt(attempt)
             attempt += 1
         self._attach(ws, reply, resumed)
         self._runner = asyncio.create_task(self._run(ws), name=f"hub-client {self.url}")
-        if self._refresh_before is not None and (
+        if self._tokens.refresh_before is not None and (
                 self._refresher is None or self._refresher.done()):
-            self._refresher = asyncio.create_task(self._refresh_tokens())
+            self._refresher = asyncio.create_task(self._tokens.refresh_forever())
         return reply
 
     async def change_attribute(self, name: str, value: Any, *,
@@ -371,8 +316,8 @@ class HubClient:
             with suppress(asyncio.CancelledError):
                 await runner
         self._detach(self._ws, 1000, "client closed", reconnecting=False)
-        self._emit(_END_STREAMS, None)
-        dispatcher = self._stop_dispatcher()
+        self._events.end_streams(None)
+        dispatcher = self._events.stop()
         if dispatcher is not None and dispatcher is not asyncio.current_task():
             with suppress(asyncio.CancelledError):
                 await dispatcher
@@ -398,7 +343,7 @@ class HubClient:
         """Open a socket and authenticate; asks for a new token once on ``r = 6``."""
         asked_for_token = False
         while True:
-            if self._token is None and not await self._obtain_token("expired"):
+            if self._tokens.token is None and not await self._tokens.obtain("expired"):
                 raise AuthenticationError("no access token", r=Result.TOKEN_MISSING)
             try:
                 ws = await ws_connect(self.url, open_timeout=self._open_timeout,
@@ -406,7 +351,7 @@ class HubClient:
                                       max_size=MAX_INCOMING_BYTES)
             except (OSError, TimeoutError, WebSocketException) as exc:
                 raise HubUnreachableError(f"cannot reach {self.url}: {exc}") from exc
-            self._emit("connect", {"url": self.url})
+            self._events.emit("connect", {"url": self.url})
             try:
                 reply, resumed = await self._authenticate(ws)
             except BaseException as exc:
@@ -415,7 +360,7 @@ class HubClient:
                     raise HubUnreachableError(
                         f"connection lost during AUTHEN: {exc}") from exc
                 raise
-            self._emit("authen", reply)
+            self._events.emit("authen", reply)
             r = reply.get("r")
             if r == Result.SUCCESS:
                 return ws, reply, resumed
@@ -423,13 +368,13 @@ class HubClient:
                 await ws.close()
             if r == Result.TOKEN_EXPIRED and not asked_for_token:
                 asked_for_token = True
-                if await self._obtain_token("expired"):
+                if await self._tokens.obtain("expired"):
                     continue
             raise error_for(r, reply.get("message"))
 
     async def _authenticate(self, ws: ClientConnection) -> tuple[dict[str, Any], list[str]]:
         request_id = self._new_request_id()
-        body: dict[str, Any] = {"accesstoken": self._token, "requestId": request_id,
+        body: dict[str, Any] = {"accesstoken": self._tokens.token, "requestId": request_id,
                                 "platform": self._platform,
                                 "sdkVersion": f"monitor-python/{__version__}"}
         if self._device_id:
@@ -475,7 +420,7 @@ class HubClient:
                     pending.future.set_exception(
                         ConnectionLostError(f"connection lost before the reply ({reason})"))
         self._tracker.connection_lost()
-        self._emit("disconnect", {"code": code, "reason": reason,
+        self._events.emit("disconnect", {"code": code, "reason": reason,
                                   "reconnecting": reconnecting})
 
     async def _run(self, ws: ClientConnection) -> None:
@@ -494,7 +439,7 @@ class HubClient:
                 self._ws.transport.abort()
                 self._detach(self._ws, None, "client stopped", reconnecting=False)
             if not self._closing:
-                self._emit(_END_STREAMS, None)
+                self._events.end_streams(self._error)
 
     async def _reconnect_after_drop(self) -> ClientConnection | None:
         attempt = 0
@@ -559,7 +504,7 @@ class HubClient:
             self._on_topic_message(body)
             return
         if service == Service.OTHER_DEVICE_AUTHEN:
-            self._emit("otherdeviceauthen", body)
+            self._events.emit("otherdeviceauthen", body)
             return
         request_id = body.get("requestId")
         pending = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
@@ -598,7 +543,7 @@ class HubClient:
     def _deliver(self, body: dict[str, Any]) -> None:
         position = self._tracker.position(body.get("topic", ""))
         self.stats.delivered += 1
-        self._emit("messagefromtopic", body, position.epoch if position else None)
+        self._events.emit("messagefromtopic", body, position.epoch if position else None)
 
     def _start_resync(self, topic: str, reason: str, ws: ClientConnection) -> None:
         position = self._tracker.position(topic)
@@ -620,7 +565,7 @@ class HubClient:
             if error is not None:
                 payload["error"] = error
             position = self._tracker.position(topic)
-            self._emit("resync", payload, position.epoch if position else None)
+            self._events.emit("resync", payload, position.epoch if position else None)
             for body in deliver:
                 self._deliver(body)
             if gap_again:
@@ -643,101 +588,15 @@ class HubClient:
         floor = self._floors.get((payload.get("topic", ""), epoch))
         return floor is not None and isinstance(seq, int) and seq <= floor
 
-    # -- events --------------------------------------------------------------------------
+    def _skip_stale(self, payload: dict[str, Any], epoch: str | None) -> bool:
+        stale = self._is_stale(payload, epoch)
+        if stale:
+            self.stats.stale += 1
+        return stale
 
-    def _emit(self, name: Any, payload: Any, epoch: str | None = None) -> None:
-        self._events.put_nowait((name, payload, epoch))
-
-    def _ensure_dispatcher(self) -> None:
-        if self._dispatcher is None:
-            self._dispatcher = asyncio.create_task(self._dispatch(self._events))
-
-    def _stop_dispatcher(self) -> asyncio.Task[None] | None:
-        """Let the dispatcher finish the events so far, then stop; later events wait in a
-        fresh queue for the next :meth:`_ensure_dispatcher`."""
-        dispatcher, self._dispatcher = self._dispatcher, None
-        if dispatcher is not None:
-            self._emit(_STOP, None)
-            self._events = asyncio.Queue()
-        return dispatcher
-
-    async def _dispatch(self, events: asyncio.Queue[tuple[Any, Any, str | None]]) -> None:
-        """Run handlers one event at a time, in the order the events happened."""
-        while True:
-            name, payload, epoch = await events.get()
-            if name is _STOP:
-                return
-            if name is _END_STREAMS:
-                for stream in list(self._streams):
-                    stream._end(self._error if not self._closing else None)
-                self._streams.clear()
-                continue
-            if name == "messagefromtopic" and self._is_stale(payload, epoch):
-                self.stats.stale += 1
-                continue
-            if name in ("messagefromtopic", "resync"):
-                for stream in list(self._streams):
-                    stream._put(payload, epoch)
-            for handler in list(self._handlers.get(name, ())):
-                try:
-                    result = handler(payload)
-                    if inspect.isawaitable(result):
-                        result = await result
-                except Exception:
-                    log.exception("%s handler %r failed", name, handler)
-                    continue
-                if name == "requestnewtoken" and isinstance(result, str) and result:
-                    self.set_token(result)
-
-    # -- tokens --------------------------------------------------------------------------
-
-    async def _obtain_token(self, reason: str) -> bool:
-        """Get a new token from the provider or the ``requestnewtoken`` event."""
-        arrived = self._token_event
-        if self._token_provider is not None:
-            try:
-                token = self._token_provider()
-                if inspect.isawaitable(token):
-                    token = await token
-            except Exception:
-                log.exception("token provider failed")
-                return False
-            if not isinstance(token, str) or not token:
-                return False
-            self.set_token(token)
-            return True
-        if not self._handlers.get("requestnewtoken"):
-            return False  # nobody to ask
-        self._ensure_dispatcher()
-        self._emit("requestnewtoken", {"reason": reason, "exp": token_expiry(self._token)})
-        try:
-            await asyncio.wait_for(arrived.wait(), self._token_wait)
-        except TimeoutError:
-            log.warning("no new token within %g s of requestnewtoken", self._token_wait)
-            return False
-        return True
-
-    async def _refresh_tokens(self) -> None:
-        """Ask for a new token ``refresh_before`` seconds before the current one expires."""
-        before = self._refresh_before or 0.0
-        failures = 0
-        while not self._closing:
-            replaced = self._token_event
-            exp = token_expiry(self._token)
-            wait = None if exp is None else exp - before - time.time()
-            if failures:
-                wait = max(wait or 0.0, min(30.0, 2.0 ** failures))
-            if wait is None or wait > 0:
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(replaced.wait(), wait)
-                    failures = 0
-                    continue  # a new token arrived: schedule from its exp
-            renewed = await self._obtain_token("expiring")
-            exp = token_expiry(self._token)
-            if renewed and (exp is None or exp - before > time.time()):
-                failures = 0
-            else:
-                failures += 1  # none, or one as short-lived: do not ask in a tight loop
+    def _handled(self, event: str, result: Any) -> None:
+        if event == "requestnewtoken" and isinstance(result, str) and result:
+            self._tokens.set(result)
 
     # -- plumbing ------------------------------------------------------------------------
 

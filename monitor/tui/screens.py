@@ -131,12 +131,12 @@ class AgentDetail(ModalScreen[None]):
         cells = row_cells(self.model, agent, ["online", "status", "status_time", "call",
                                               "call_time"], now, self.tz)
         self.query_one("#detail-now", Static).update(Text(
-            f"{cells['online'][0]} · {cells['status'][0]} for {cells['status_time'][0]}"
-            f" · {cells['call'][0]}"
+            f"{cells['online'][0]} │ {cells['status'][0]} for {cells['status_time'][0]}"
+            f" │ {cells['call'][0]}"
             + (f" for {cells['call_time'][0]}" if agent.on_call else "")))
         if self._version != self.model.version:
             self._version = self.model.version
-            entries = self.model.timeline(self.user_id)
+            entries = sorted(self.model.timeline(self.user_id), key=lambda c: c.time)
             lines = [timeline_line(change, self.tz) for change in entries] or \
                 [Text("no changes yet")]
             self.query_one("#detail-timeline", Static).update(Text("\n").join(lines))

@@ -316,6 +316,17 @@ async def test_answers_hub_pings_and_detects_a_frozen_hub(tmp_path, make_client)
         hub.kill()
 
 
+async def test_own_pings_keep_a_quiet_connection_alive(module_hub, make_client, topic):
+    # the hub PINGs every 15 s; the client, 0.4 s of silence allowed, PINGs on its own
+    client = make_client(module_hub.ws_url, watcher_token(module_hub, topic),
+                         silence_timeout=0.4)
+    events = Recorder(client)
+    await client.connect()
+    await asyncio.sleep(1.5)
+    assert client.connected and client.stats.silent_hub == 0
+    assert events.of("disconnect") == [] and client.stats.authenticated == 1
+
+
 # -- many clients, REST ----------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from monitor.hub.state import Effects, Send, Session
 from monitor.protocol import (
@@ -121,9 +122,14 @@ class Peers:
             data = pending[0] if len(pending) == 1 else b"".join(pending)
             pending.clear()
             transport = peer.ws.transport
-            if transport.is_closing():
+            # A peer in its closing handshake may have written EOF already; writing would
+            # raise and starve every peer after it in this turn.
+            if transport.is_closing() or peer.ws.state is not State.OPEN:
                 continue
-            transport.write(data)
+            try:
+                transport.write(data)
+            except RuntimeError:
+                continue
             if transport.get_write_buffer_size() > limit:
                 self.hub.metrics.slow_consumers += 1
                 log.warning("event=slow_consumer_dropped remote=%s user=%s buffered=%d",

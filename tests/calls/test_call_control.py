@@ -428,3 +428,28 @@ async def test_a_caller_who_leaves_ends_a_call_still_ringing(
     assert ended["endReason"] == "party disconnected"
     assert "answeredAt" not in ended
     assert await list_calls(b) == []
+
+
+async def test_a_device_closing_slowly_does_not_silence_the_others(users: Users) -> None:
+    """One of the caller's devices has sent its close frame but not yet closed TCP (a slow
+    network): what goes to it is dropped, and everyone else still hears the call."""
+    alice, bob = uid("alice"), uid("bob")
+    leaving = await agent(users.hub, alice, device="a1")  # first: first to be written to
+    staying = await users(alice, device="a2")
+    b = await users(bob)
+    call = await call_ok(staying, bob)
+    await state(staying, call["callId"], "Calling")
+    leaving.ws.transport.pause_reading()  # it will not see the hub's answer to its close
+    closing = asyncio.create_task(leaving.ws.close())
+    await asyncio.sleep(0.1)  # the hub has its close frame, and has answered it
+    hung = await control(b, HANGUP, call["callId"])
+    assert hung["r"] == 0, hung
+    assert (await state(staying, call["callId"], "Ended")) == hung["call"]
+    assert (await state(b, call["callId"], "Calling"))["status"] == "Calling"
+    assert (await state(b, call["callId"], "Ended")) == hung["call"]
+    leaving.ws.transport.resume_reading()
+    await closing
+    # ... and keeps hearing later calls.
+    again = await call_ok(b, alice)
+    assert (await incoming(staying, again["callId"]))["call"] == again
+    assert (await control(staying, REJECT, again["callId"]))["r"] == 0

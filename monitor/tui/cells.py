@@ -44,8 +44,9 @@ BUILTIN = {
 }
 CUSTOM_WIDTH = 12
 CUSTOM_PRIORITY = 10
-GROW = {"name": 28, "call": 26}
-"""Columns that take spare width, in this order, up to these widths."""
+GROW = {"call": 22, "name": 28}
+"""Columns that take spare width, in this order, up to these widths: the call column
+first, so the other party shows in full."""
 CELL_PADDING = 2
 
 
@@ -65,12 +66,12 @@ def fit_columns(columns: Sequence[Column], width: int) -> list[Column]:
         victim = min(reversed(shown), key=lambda c: c.priority)
         shown.remove(victim)
     spare = max(0, width - need(shown))
-    for index, column in enumerate(shown):
-        limit = GROW.get(column.key)
-        if limit is not None and limit > column.width and spare:
-            extra = min(spare, limit - column.width)
-            shown[index] = replace(column, width=column.width + extra)
-            spare -= extra
+    for key, limit in GROW.items():
+        for index, column in enumerate(shown):
+            if column.key == key and limit > column.width and spare:
+                extra = min(spare, limit - column.width)
+                shown[index] = replace(column, width=column.width + extra)
+                spare -= extra
     return shown
 
 

@@ -50,6 +50,28 @@ async def supervisor(hub: HubProcess, user_id: str | None = None,
                        other_project=other_project)
 
 
+class Users:
+    """Log users in to a hub; :meth:`close_all` closes every connection opened."""
+
+    def __init__(self, hub: HubProcess) -> None:
+        self.hub = hub
+        self.wires: list[Wire] = []
+
+    async def __call__(self, user_id: str, **kwargs: Any) -> Wire:
+        wire = await agent(self.hub, user_id, **kwargs)
+        self.wires.append(wire)
+        return wire
+
+    async def supervisor(self, **kwargs: Any) -> Wire:
+        wire = await supervisor(self.hub, **kwargs)
+        self.wires.append(wire)
+        return wire
+
+    async def close_all(self) -> None:
+        for wire in self.wires:
+            await wire.close()
+
+
 async def make_call(wire: Wire, to: str) -> Frame:
     """MAKE_CALL; the reply's body."""
     return await wire.request(MAKE_CALL, {"to": to})
@@ -87,18 +109,6 @@ async def incoming(wire: Wire, call_id: str, timeout: float = 5.0) -> Frame:
     """The INCOMING_CALL body of ``call_id``."""
     frame = await wire.until(lambda f: f["service"] == INCOMING_CALL
                              and f["body"]["call"]["callId"] == call_id, timeout)
-    return frame["body"]
-
-
-async def call_message(wire: Wire, topic: str, call_id: str, value: str,
-                       user_id: str | None = None, timeout: float = 5.0) -> Frame:
-    """The topic message about ``call_id`` reaching ``value`` (for ``user_id``)."""
-    frame = await wire.until(lambda f: f["service"] == SUBSCRIBE_FROM_SERVER
-                             and f["body"]["topic"] == topic
-                             and f["body"]["message"].get("callId") == call_id
-                             and f["body"]["message"]["newValue"] == value
-                             and (user_id is None
-                                  or f["body"]["message"]["userId"] == user_id), timeout)
     return frame["body"]
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.calls.callwire import Users
 from tests.hub.wire import hub_with
 from tests.hubproc import HubProcess
 
@@ -22,6 +23,14 @@ def call_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
         yield process
     finally:
         process.kill()
+
+
+@pytest.fixture
+async def users(call_hub: HubProcess) -> AsyncIterator[Users]:
+    """Users of the shared hub for one test; their connections close when it ends."""
+    opened = Users(call_hub)
+    yield opened
+    await opened.close_all()
 
 
 @pytest.fixture

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any
-
-import pytest
+from collections.abc import Callable
 
 from tests.calls.callwire import (
     ANSWER,
@@ -17,6 +14,7 @@ from tests.calls.callwire import (
     MAKE_CALL,
     REJECT,
     RINGING,
+    Users,
     agent,
     call_frames,
     call_ok,
@@ -34,27 +32,6 @@ from tests.calls.callwire import (
 )
 from tests.hub.wire import Wire
 from tests.hubproc import HubProcess
-
-
-class Users:
-    """Log users in to a test's hub; every connection is closed when the test ends."""
-
-    def __init__(self, hub: HubProcess) -> None:
-        self.hub = hub
-        self.wires: list[Wire] = []
-
-    async def __call__(self, user_id: str, **kwargs: Any) -> Wire:
-        wire = await agent(self.hub, user_id, **kwargs)
-        self.wires.append(wire)
-        return wire
-
-
-@pytest.fixture
-async def users(call_hub: HubProcess) -> AsyncIterator[Users]:
-    opened = Users(call_hub)
-    yield opened
-    for wire in opened.wires:
-        await wire.close()
 
 
 async def list_calls(wire: Wire) -> list[dict[str, object]]:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from tests.calls.callwire import (
     ALL_CALL_STATUS,
     ANSWER,
     HANGUP,
     RINGING,
-    agent,
+    Users,
     call_messages,
     call_ok,
     control,
@@ -21,40 +18,12 @@ from tests.calls.callwire import (
     now_ms,
     rest_user,
     states,
-    supervisor,
     uid,
 )
-from tests.hub.wire import Wire
-from tests.hubproc import OTHER_PROJECT_ID, PROJECT_ID, HubProcess
+from tests.hubproc import OTHER_PROJECT_ID, PROJECT_ID
 
 CALL_FIELDS = {"attribute", "newValue", "oldValue", "userId", "projectId", "timestamp",
                "callEnded", "callId", "from", "to"}
-
-
-class Users:
-    """Log users in to the module's hub; every connection is closed when the test ends."""
-
-    def __init__(self, hub: HubProcess) -> None:
-        self.hub = hub
-        self.wires: list[Wire] = []
-
-    async def __call__(self, user_id: str, **kwargs: Any) -> Wire:
-        wire = await agent(self.hub, user_id, **kwargs)
-        self.wires.append(wire)
-        return wire
-
-    async def supervisor(self, **kwargs: Any) -> Wire:
-        wire = await supervisor(self.hub, **kwargs)
-        self.wires.append(wire)
-        return wire
-
-
-@pytest.fixture
-async def users(call_hub: HubProcess) -> AsyncIterator[Users]:
-    opened = Users(call_hub)
-    yield opened
-    for wire in opened.wires:
-        await wire.close()
 
 
 def check_message(body: dict[str, Any], *, user: str, call: dict[str, Any], new: str,

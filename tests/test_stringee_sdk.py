@@ -55,17 +55,19 @@ def node() -> str:
 class SdkClient:
     """One StringeeClient of the real SDK in a Node process; its events in a queue."""
 
-    def __init__(self, node: str, url: str, token: str, log_path: Path,
+    def __init__(self, node: str, hub: HubProcess, token: str, log_path: Path,
                  args: tuple[str, ...] = ()) -> None:
+        self.hub = hub
         self.log_path = log_path
         self._stderr = log_path.open("ab")
-        env = dict(os.environ, STRINGEE_HUB_URL=url, STRINGEE_TOKEN=token)
+        env = dict(os.environ, STRINGEE_HUB_URL=hub.ws_url, STRINGEE_TOKEN=token)
         self.proc = subprocess.Popen(
             [node, str(HARNESS), "--timeout-ms", "100000", *args], cwd=COMPAT_DIR, env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
             bufsize=1)
         self.events: queue.Queue[Event | None] = queue.Queue()
-        self.seen: list[Event] = []
+        self.seen: list[Event] = []  # everything read, for messages
+        self.backlog: list[Event] = []  # read by wait_for but not matched yet
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -79,7 +81,13 @@ class SdkClient:
 
     def wait_for(self, name: str, match: Callable[[Event], bool] = lambda e: True,
                  timeout: float = 10.0) -> Event:
-        """The next event called ``name`` for which ``match`` holds (others are kept)."""
+        """The first event called ``name`` for which ``match`` holds, not returned before.
+
+        Events read past on the way are kept for later calls: the order of a reply and
+        a topic message it causes is not fixed."""
+        for index, event in enumerate(self.backlog):
+            if event.get("event") == name and match(event):
+                return self.backlog.pop(index)
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -92,12 +100,13 @@ class SdkClient:
             if event is None:
                 self.events.put(None)
                 raise AssertionError(f"SDK harness exited ({self.proc.poll()}) before "
-                                     f"{name!r}; events: {self.seen}\n{self.stderr()}")
+                                     f"{name!r}; events: {self.seen}\n{self.diagnostics()}")
             self.seen.append(event)
             if event.get("event") == name and match(event):
                 return event
+            self.backlog.append(event)
         raise AssertionError(f"no {name!r} event within {timeout} s; events: {self.seen}\n"
-                             f"{self.stderr()}")
+                             f"{self.diagnostics()}")
 
     def drain(self, seconds: float) -> list[Event]:
         """Every event of the next ``seconds``."""
@@ -113,6 +122,7 @@ class SdkClient:
                 break
             got.append(event)
         self.seen.extend(got)
+        self.backlog.extend(got)
         return got
 
     def command(self, **cmd: Any) -> None:
@@ -120,10 +130,12 @@ class SdkClient:
         self.proc.stdin.write(json.dumps(cmd) + "\n")
         self.proc.stdin.flush()
 
-    def stderr(self) -> str:
+    def diagnostics(self) -> str:
+        """The tails of the SDK's stderr and of the hub's log."""
         self._stderr.flush()
         text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return "SDK stderr (last 3000 chars):\n" + text[-3000:]
+        return (f"SDK stderr (last 3000 chars):\n{text[-3000:]}\n"
+                f"hub log (last 5000 chars):\n{self.hub.log()[-5000:]}")
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -142,7 +154,7 @@ def sdk(node: str, tmp_path: Path) -> Iterator[Callable[..., SdkClient]]:
     started: list[SdkClient] = []
 
     def start(hub: HubProcess, token: str, *args: str) -> SdkClient:
-        client = SdkClient(node, hub.ws_url, token, tmp_path / f"sdk{len(started)}.log", args)
+        client = SdkClient(node, hub, token, tmp_path / f"sdk{len(started)}.log", args)
         started.append(client)
         return client
 

@@ -50,7 +50,7 @@ from monitor.tui.feed import (
 from monitor.tui.model import Agent, AgentTable, Applied, Filter, Sort
 from monitor.tui.screens import AgentDetail, HelpScreen, StatusPicker
 from monitor.tui.settings import Settings
-from monitor.tui.themes import STATE_FALLBACKS, LoadedThemes, load_themes, state_colours
+from monitor.tui.themes import LoadedThemes, load_themes, state_colours
 from monitor.tui.widgets import (
     AgentGrid,
     ConnectionLine,
@@ -194,10 +194,6 @@ class MonitorApp(App[None]):
         grid.styles_by_state = self.styles_by_state
         grid.forget_cells()
         self._log_version = -1
-
-    def get_theme_variable_defaults(self) -> dict[str, str]:
-        # Built-in themes know nothing of states: their CSS variables fall back to these.
-        return {f"state-{state}": "#888888" for state in STATE_FALLBACKS}
 
     # -- the feed ------------------------------------------------------------------------
 

@@ -19,6 +19,19 @@ class Service(IntEnum):
     TOPIC_SNAPSHOT = 1001
 
 
+class CallService(IntEnum):
+    """Call-control services, an extension (docs/protocol.md)."""
+
+    MAKE_CALL = 1010
+    INCOMING_CALL = 1011
+    RINGING = 1012
+    ANSWER = 1013
+    REJECT = 1014
+    HANGUP = 1015
+    CALL_STATE = 1016
+    LIST_CALLS = 1017
+
+
 class Result(IntEnum):
     """Result codes (``r``) of replies and REST errors."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from monitor.hub.calls import (
@@ -24,25 +23,12 @@ from monitor.hub.calls import (
     parse_status,
 )
 from monitor.hub.state import CallRow, Effects, Session
-from monitor.protocol import CALL, Result, encode, reply
+from monitor.protocol import CALL, CallService, Result, encode, reply
 
 if TYPE_CHECKING:
     from monitor.hub.server import Hub
 
 log = logging.getLogger("monitor.hub")
-
-
-class CallService(IntEnum):
-    """Call-control services of the WebSocket protocol (see docs/protocol.md)."""
-
-    MAKE_CALL = 1010
-    INCOMING_CALL = 1011
-    RINGING = 1012
-    ANSWER = 1013
-    REJECT = 1014
-    HANGUP = 1015
-    CALL_STATE = 1016
-    LIST_CALLS = 1017
 
 
 CLIENT_SERVICES = frozenset({CallService.MAKE_CALL, CallService.RINGING, CallService.ANSWER,

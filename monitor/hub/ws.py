@@ -44,6 +44,8 @@ CLOSE_AUTH_TIMEOUT = 4002
 CLOSE_PING_TIMEOUT = 4003
 CLOSE_SLOW_CONSUMER = 4004
 CLOSE_KICKED = 4005
+CLOSE_WAIT_S = 5.0  # longest wait for a close the hub started
+PING_TIMEOUT_CLOSE_S = 1.0  # the same for a peer that went silent
 
 
 def ws_frame(text: str) -> bytes:
@@ -137,14 +139,26 @@ class Peers:
                             transport.get_write_buffer_size())
                 self.close(peer, CLOSE_SLOW_CONSUMER, "slow consumer: send buffer full")
 
-    def close(self, peer: Peer, code: int, reason: str) -> None:
-        """Close a connection with a close frame, after what it is already owed."""
+    def close(self, peer: Peer, code: int, reason: str, wait_s: float | None = None) -> None:
+        """Close a connection with a close frame, after what it is already owed; cut it
+        off if the close has not completed within ``wait_s`` (default: close_timeout)."""
         if peer.closing:
             return
         if peer.pending:
             self.flush()
         peer.closing = True
         self._loop.create_task(peer.ws.close(code, reason))
+        # websockets bounds the wait for the peer's close frame, not the wait for a full
+        # send buffer to drain: a peer that never reads again would be kept forever.
+        if wait_s is None:
+            wait_s = peer.ws.close_timeout or CLOSE_WAIT_S
+        self._loop.call_later(wait_s, self._cut_off, peer)
+
+    @staticmethod
+    def _cut_off(peer: Peer) -> None:
+        if peer.ws.state is not State.CLOSED:
+            log.info("event=close_timed_out remote=%s", peer.remote)
+            peer.ws.transport.abort()
 
     # -- liveness -------------------------------------------------------------------------
 
@@ -162,7 +176,8 @@ class Peers:
                 if now - peer.last_recv > silent_limit:
                     log.info("event=ping_timeout remote=%s user=%s", peer.remote,
                              peer.session.user.user_id)
-                    self.close(peer, CLOSE_PING_TIMEOUT, "ping timeout")
+                    # Presumed gone: cut off soon, not after a full close handshake wait.
+                    self.close(peer, CLOSE_PING_TIMEOUT, "ping timeout", PING_TIMEOUT_CLOSE_S)
                 elif now - peer.last_ping >= every:
                     peer.last_ping = now
                     peer.ping_outstanding = True

@@ -144,3 +144,74 @@ async def test_slow_consumer_is_dropped_and_counted(make_hub: HubFactory) -> Non
     assert (await publisher.change("big", "done"))["r"] == 0
     await publisher.close()
     await watcher.close()
+
+
+async def _online(hub: HubProcess, user: str) -> str:
+    with hub.rest() as rest:
+        values = rest.get(f"/v1/users/{user}").json()["attributes"]
+    return next(a.get("value") for a in values if a["attribute"] == "onlineStatus")
+
+
+async def _wait_offline(hub: HubProcess, user: str, timeout: float) -> float:
+    started = time.monotonic()
+    while await _online(hub, user) != "offline":
+        assert time.monotonic() - started < timeout, f"{user} still online after {timeout} s"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def test_a_consumer_that_never_reads_again_is_gone_in_bounded_time(
+        make_hub: HubFactory) -> None:
+    """Dropped while its buffers are full, it never answers the close: the hub must not
+    wait for it forever (the user goes offline, the connection is released)."""
+    hub = make_hub(send_buffer_limit=BUFFER_LIMIT, offline_grace_ms=0)
+    topic = "stuck_t"
+    raw = RawClient(hub)
+    raw.send(2, {"accesstoken": hub.client_token("stuck_raw", subscribe=[topic]),
+                 "requestId": 1})
+    assert json.loads(raw.frame()[1])["body"]["r"] == 0
+    publisher = await login(hub, hub.client_token("stuck_pub", attributes=[("big", topic)]))
+    filler = "y" * 1000
+    sent = 0
+    while _dropped(hub) == 0:
+        assert sent < 20_000, "never dropped"
+        for _ in range(200):
+            sent += 1
+            await publisher.send(CHANGE_ATTRIBUTE, {"attribute": "big",
+                                                    "value": f"{sent}{filler}"})
+        await publisher.change("big", "sync")
+    waited = await _wait_offline(hub, "stuck_raw", timeout=10)
+    assert waited < 7, waited
+    with hub.rest() as rest:
+        text = rest.get("/metrics").text
+    assert re.search(r"^monitor_connections 1\.0$", text, re.MULTILINE), text
+    raw.sock.close()
+    await publisher.close()
+
+
+async def test_a_dead_connection_counts_as_gone_once_the_ping_timeout_passes(
+        make_hub: HubFactory) -> None:
+    """A client that neither sends nor reads (a dead link): offline shortly after
+    ping_after_ms + ping_timeout_extra_ms, not after a further close handshake wait."""
+    hub = make_hub(ping_after_ms=400, ping_timeout_extra_ms=400, offline_grace_ms=0)
+    watcher = await login(hub, hub.client_token("dead_w", subscribe=["dead_online"]))
+    raw = RawClient(hub)
+    raw.send(2, {"accesstoken": hub.client_token(
+        "dead_raw", attributes=[("onlineStatus", "dead_online")]), "requestId": 1})
+    assert json.loads(raw.frame()[1])["body"]["r"] == 0
+    authenticated = time.monotonic()
+    assert (await watcher.message("dead_online"))["message"]["newValue"] == "online"
+    # The watcher answers the hub's PINGs; the raw client does nothing at all.
+    while True:
+        frame = await watcher.recv(timeout=5)
+        if frame["service"] == 1:
+            await watcher.send(1, {})
+            continue
+        assert frame["service"] == SUBSCRIBE_FROM_SERVER, frame
+        break
+    gone = time.monotonic() - authenticated
+    assert frame["body"]["message"]["userId"] == "dead_raw"
+    assert frame["body"]["message"]["newValue"] == "offline"
+    assert 0.75 <= gone < 3.0, gone
+    raw.sock.close()
+    await watcher.close()

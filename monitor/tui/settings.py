@@ -23,7 +23,7 @@ import dataclasses
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,6 +161,18 @@ def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
     return settings
 
 
+def read_toml(path: Path, error: Callable[[str], Exception]) -> dict[str, Any]:
+    """A TOML file's data; any failure raised as ``error("<path>: <problem>")``."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: invalid TOML: {exc}") from None
+
+
 def load_settings(path: Path | None = None, **flags: Any) -> Settings:
     """The settings file (``path`` or the user config dir's, if there), then ``flags``.
 
@@ -169,15 +181,7 @@ def load_settings(path: Path | None = None, **flags: Any) -> Settings:
     path = path or settings_path()
     settings = Settings()
     if path.is_file():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not UTF-8 text") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-        settings = parse_settings(data, str(path))
+        settings = parse_settings(read_toml(path, ConfigError), str(path))
     overrides = {k: v for k, v in flags.items() if v is not None}
     return dataclasses.replace(settings, **overrides) if overrides else settings
 

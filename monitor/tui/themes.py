@@ -22,7 +22,6 @@ A file that does not validate is reported and skipped; it never stops the app.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 from monitor.config import user_config_dir
+from monitor.tui.settings import read_toml
 
 # State -> the base colour of the theme it falls back to.
 STATE_FALLBACKS: dict[str, str] = {
@@ -132,15 +132,7 @@ def parse_theme(data: Mapping[str, Any], source: str) -> Theme:
 
 def load_theme_file(path: Path) -> Theme:
     """One theme file; raise :class:`ThemeError` naming the file."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ThemeError(f"{path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ThemeError(f"{path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ThemeError(f"{path}: invalid TOML: {exc}") from None
-    return parse_theme(data, str(path))
+    return parse_theme(read_toml(path, ThemeError), str(path))
 
 
 @dataclass(frozen=True)

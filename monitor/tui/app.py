@@ -329,12 +329,10 @@ class MonitorApp(App[None]):
         link = self.link
         if link.state == CONNECTED:
             head = [("● connected", "online")]
-        elif link.state == RECONNECTING:
-            wait = "" if link.retry_at is None else \
-                f" in {max(0, round(link.retry_at - now))} s"
-            head = [(f"◌ reconnecting{wait}", "stale")]
-        elif link.state == CONNECTING:
-            head = [("◌ connecting", "stale")]
+        elif link.state in (CONNECTING, RECONNECTING):
+            wait = "" if link.retry_at is None or link.retry_at <= now else \
+                f" in {max(1, round(link.retry_at - now))} s"
+            head = [(f"◌ {link.state}{wait}", "stale")]
         else:
             head = [("✕ offline", "breach")]
         if link.detail and link.state != CONNECTED:

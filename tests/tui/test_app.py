@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Input
 from textual.widgets.data_table import ColumnKey
 
 from monitor.tui.app import MonitorApp
-from monitor.tui.feed import CONNECTED, OFFLINE, RECONNECTING, Link, Session
+from monitor.tui.feed import CONNECTED, CONNECTING, OFFLINE, RECONNECTING, Link, Session
 from monitor.tui.screens import AgentDetail, HelpScreen, StatusPicker
 from monitor.tui.settings import Settings
 from monitor.tui.themes import LoadedThemes, load_themes, shipped_themes_dir
@@ -353,6 +353,9 @@ async def test_connection_line_reconnecting_stale_and_back() -> None:
         await settle(app, pilot)
         assert "● connected" in screen_text(app) and "STALE" not in screen_text(app)
         assert not grid(app).has_class("-stale")
+        app.feed.push(Link(CONNECTING, retry_at=clock.now + 2.4))
+        await settle(app, pilot)
+        assert "◌ connecting in 2 s" in screen_text(app)
         app.feed.push(Link(OFFLINE, detail="token expired (r=6)"))
         await settle(app, pilot)
         assert "✕ offline: token expired (r=6)" in screen_text(app)

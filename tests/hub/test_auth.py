@@ -153,6 +153,19 @@ async def test_array_subscribe_and_string_attributes_are_accepted(
     await wire.close()
 
 
+async def test_header_without_cty_and_every_topic_character(module_hub: HubProcess) -> None:
+    topic = "Team_1.queue:sales-EU"
+    token = signed(claims("auth_nocty", subscribe=topic,
+                          attributes=[{"attribute": "x.y-z_1", "topic": topic}],
+                          icc_api=True, avatarUrl="http://example.invalid/a.png"),
+                   headers={"typ": "JWT", "alg": "HS256"})
+    wire = await login(module_hub, token)
+    assert wire.authen["subscribe"] == [topic]
+    assert (await wire.change("x.y-z_1", "ok"))["r"] == 0
+    assert (await wire.message(topic))["message"]["attribute"] == "x.y-z_1"
+    await wire.close()
+
+
 async def test_expiry_leeway_is_allowed(module_hub: HubProcess) -> None:
     """Expired 5 s ago is within the clock-skew leeway (≤ 30 s)."""
     wire = await login(module_hub, signed(claims("auth_skew", ttl_s=-5)))

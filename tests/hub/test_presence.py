@@ -63,6 +63,10 @@ async def test_grants_follow_the_latest_authen(quick_hub: HubProcess) -> None:
     message = await watcher.message()
     assert message["topic"] == "gr_team2"
     await watcher.quiet(0.2)
+    # Snapshots follow the grants too: the value belongs to team2 only now.
+    assert [v["userId"] for v in (await watcher.snapshot("gr_team2"))["values"]] == \
+        ["gr_mover"]
+    assert (await watcher.snapshot("gr_team1"))["values"] == []
     await second.close()
     await watcher.close()
 
@@ -144,7 +148,10 @@ async def test_two_devices_of_one_user(quick_hub: HubProcess) -> None:
     assert notice["userId"] == "md_agent"
     await watcher.quiet(0.3)  # one device left: still online
     with quick_hub.rest() as rest:
-        assert user_of(rest.get("/v1/users/md_agent").json())["onlineStatus"] == "online"
+        body = rest.get("/v1/users/md_agent").json()
+        assert user_of(body)["onlineStatus"] == "online"
+        # loginTime is the latest successful AUTHEN's.
+        assert body["loginTime"] == desk.authen["loginTime"] >= phone.authen["loginTime"]
 
     await desk.close()
     offline = await watcher.message("md_online")

@@ -208,6 +208,46 @@ async def test_list_users_paging_filter_and_offline(make_hub: HubFactory) -> Non
         await w.close()
 
 
+def test_invalid_call_reports_are_27(module_hub: HubProcess) -> None:
+    with module_hub.rest() as rest:
+        ended = rest.put("/v1/calls/rest_call_unknown",
+                         json={"from": "a", "to": "b", "status": "Ended"})
+        assert ended.status_code == 400 and ended.json()["r"] == 27, ended.text
+        started = rest.put("/v1/calls/rest_call_1",
+                           json={"from": "a", "to": "b", "status": "Answered"})
+        assert started.status_code == 200, started.text
+        back = rest.put("/v1/calls/rest_call_1", json={"status": "Calling"})
+        assert back.status_code == 400 and back.json()["r"] == 27, back.text
+        assert rest.put("/v1/calls/rest_call_1", json={"status": "Ended"}).status_code == 200
+
+
+async def test_call_reports_reach_all_call_status_whoever_grants_it(
+        module_hub: HubProcess) -> None:
+    watcher = await login(module_hub, module_hub.client_token(
+        "rest_calls_w", subscribe=["ALL_CALL_STATUS", "rest_calls_agent_call"]))
+    agent = await login(module_hub, module_hub.client_token(
+        "rest_calls_agent", attributes=[("call", "rest_calls_agent_call")]))
+    with module_hub.rest() as rest:
+        put = rest.put("/v1/calls/rest_calls_1", json={"from": "+15550001",
+                                                        "to": "rest_calls_agent",
+                                                        "status": "Ringing"})
+        assert put.status_code == 200, put.text
+        seen = {m["topic"]: m["message"] for m in await watcher.messages(2)}
+        assert set(seen) == {"ALL_CALL_STATUS", "rest_calls_agent_call"}
+        for message in seen.values():
+            assert message["attribute"] == "call" and message["newValue"] == "Ringing"
+            assert message["callId"] == "rest_calls_1"
+            assert (message["from"], message["to"]) == ("+15550001", "rest_calls_agent")
+            assert message["callEnded"] is False
+        assert rest.get("/v1/calls").json()["count"] >= 1
+        assert user_of(rest.get("/v1/users/rest_calls_agent").json())["call"] == "Ringing"
+        assert rest.put("/v1/calls/rest_calls_1", json={"status": "Ended"}).status_code == 200
+        ended = {m["topic"]: m["message"] for m in await watcher.messages(2)}
+        assert all(m["callEnded"] is True and m["newValue"] == "Ended" for m in ended.values())
+    for w in (watcher, agent):
+        await w.close()
+
+
 # -- health, metrics, OpenAPI --------------------------------------------------------------
 
 

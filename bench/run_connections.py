@@ -31,23 +31,26 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import measure
 import targets
 import wsload
-from run_fanout import client_setup, run_loop, wait_for
+from run_fanout import bound, client_setup, run_loop, wait_for
 
-GO, DONE, OK, FAIL, OPEN = 0, 8, 72, 136, 200  # shared slots: flag, then one per process
+# shared slots: a flag, then one per process each
+GO, DONE, OK, FAIL, OPEN, SKIP = 0, 8, 72, 136, 200, 264
 PER_IP = 20_000
 
 
 def opener_main(k: int, kind: str, port: int, first: int, count: int, concurrency: int,
-                shared: Any, pipe: Any) -> None:
+                procs: int, timeout: float, max_failures: int, shared: Any, pipe: Any) -> None:
     client_setup()
     tokens = [targets.client_token(f"bench_conn_{i}") for i in range(first, first + count)] \
         if kind == "hub" else []
     shared[DONE + k] = -1  # tokens ready
-    run_loop(_opener(k, kind, port, first, count, concurrency, tokens, shared, pipe))
+    run_loop(_opener(k, kind, port, first, count, concurrency, procs, timeout, max_failures,
+                     tokens, shared, pipe))
 
 
 async def _opener(k: int, kind: str, port: int, first: int, count: int, concurrency: int,
-                  tokens: list[str], shared: Any, pipe: Any) -> None:
+                  procs: int, timeout: float, max_failures: int, tokens: list[str],
+                  shared: Any, pipe: Any) -> None:
     stats = wsload.Stats()
     conns: list[wsload.Conn] = []
     errors: list[str] = []
@@ -56,16 +59,20 @@ async def _opener(k: int, kind: str, port: int, first: int, count: int, concurre
     async def one(j: int) -> None:
         i = first + j
         async with sem:
+            if sum(shared[FAIL + p] for p in range(procs)) >= max_failures:
+                shared[SKIP + k] += 1  # the server stopped taking connections: stop asking
+                return
             try:
                 c = await wsload.open_conn("127.0.0.1", port, stats, mqtt=kind == "mosquitto",
-                                           local_ip=f"127.0.0.{2 + i // PER_IP}", timeout=60)
+                                           local_ip=f"127.0.0.{2 + i // PER_IP}",
+                                           timeout=timeout)
                 if kind == "hub":
-                    await wsload.hub_authen(c, tokens[j], timeout=60)
+                    await wsload.hub_authen(c, tokens[j], timeout=timeout)
                 elif kind == "mosquitto":
-                    await wsload.mqtt_hello(c, f"bench_conn_{i}", timeout=60)
+                    await wsload.mqtt_hello(c, f"bench_conn_{i}", timeout=timeout)
                 else:
                     c.send(b'{"service":2,"body":{"requestId":1}}')
-                    await c.recv(60)
+                    await c.recv(timeout)
                 c.inbox.clear()
                 c.fast = True  # from now on: answer pings, count anything else
                 conns.append(c)
@@ -94,15 +101,16 @@ async def _opener(k: int, kind: str, port: int, first: int, count: int, concurre
 def run_one(kind: str, n: int, args: argparse.Namespace, target: targets.Target
             ) -> dict[str, Any]:
     ctx = mp.get_context("fork")
-    shared = ctx.RawArray("q", 264)
+    shared = ctx.RawArray("q", 328)
     procs = max(args.procs, -(-n // args.per_proc))
     per = [n // procs + (1 if k < n % procs else 0) for k in range(procs)]
     workers = []
     first = 0
     for k in range(procs):
         rx, tx = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=opener_main, args=(k, kind, target.port, first, per[k],
-                                                  args.concurrency, shared, tx), daemon=True)
+        p = ctx.Process(target=opener_main, args=(
+            k, kind, target.port, first, per[k], args.concurrency, procs, args.conn_timeout,
+            args.max_failures, shared, tx), daemon=True)
         p.start()
         workers.append((p, rx))
         first += per[k]
@@ -143,11 +151,14 @@ def run_one(kind: str, n: int, args: argparse.Namespace, target: targets.Target
         infos = [rx.recv() if rx.poll(60) else {} for _, rx in workers]
         errors = [e for info in infos for e in info.get("errors", [])]
         result.update({
-            "ok": ok, "failed": n - ok, "open_s": took, "opens_s": ok / took,
+            "ok": ok, "failed": sum(shared[FAIL + k] for k in range(procs)),
+            "not_tried": sum(shared[SKIP + k] for k in range(procs)),
+            "open_s": took, "opens_s": ok / took,
             "server_cpu_us_per_open": 1e6 * cpu_s / ok if ok else float("nan"),
             "server_cpu_pct": 100.0 * cpu_s / took,
             "gen_cpu_pct": 100.0 * gen_s / took,
             "core1_busy_pct": busy.get(f"cpu{targets.CLIENT_CPU}", float("nan")),
+            "bound": bound(100.0 * cpu_s / took, 100.0 * gen_s / took, max(busy.values())),
             "rss_before_mb": before / 1024, "rss_after_mb": after / 1024,
             "kb_per_conn": (after - before) / ok if ok else float("nan"),
             "held": held, "hold_s": args.hold,
@@ -165,9 +176,11 @@ def run_one(kind: str, n: int, args: argparse.Namespace, target: targets.Target
 
 
 COLUMNS = [("target", "target"), ("connections", "N"), ("ok", "authenticated"),
+           ("failed", "failed"), ("not_tried", "not tried"),
            ("open_s", "time s"), ("opens_s", "opens+auths/s"),
            ("server_cpu_us_per_open", "server CPU µs/open"), ("gen_cpu_pct", "gen CPU %"),
-           ("core1_busy_pct", "core 1 busy %"), ("kb_per_conn", "RSS KB/idle conn"),
+           ("core1_busy_pct", "core 1 busy %"), ("bound", "bound"),
+           ("kb_per_conn", "RSS KB/idle conn"),
            ("held", "held"), ("hold_s", "after s"), ("peak_rss_mb", "server peak RSS MiB"),
            ("vs_baseline", "opens/s × baseline"), ("vs_mosquitto", "opens/s × mosquitto"),
            ("machine_busy_before_pct", "machine busy before %")]
@@ -194,7 +207,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds between the last open and the RSS reading")
     parser.add_argument("--hold", type=float, default=5.0,
                         help="seconds to keep them open before counting survivors")
-    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--timeout", type=float, default=300.0, help="for the whole opening")
+    parser.add_argument("--conn-timeout", type=float, default=15.0,
+                        help="for one handshake + authentication")
+    parser.add_argument("--max-failures", type=int, default=200,
+                        help="stop opening once this many failed (server at its limit)")
     parser.add_argument("--hub-settings", default="")
     parser.add_argument("--profile", metavar="DIR",
                         help="py-spy the server while it accepts, stacks into DIR")

@@ -243,7 +243,7 @@ def measure_phase(procs: list[Any], shared: Any, server_pid: int,
            "gen_cpu_pct": 100.0 * gen_s / wall,
            "core1_busy_pct": busy.get(f"cpu{targets.CLIENT_CPU}", float("nan")),
            "infos": infos}
-    out["bound"] = bound(out["server_cpu_pct"], out["core1_busy_pct"])
+    out["bound"] = bound(out["server_cpu_pct"], out["gen_cpu_pct"], max(busy.values()))
     return out
 
 

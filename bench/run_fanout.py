@@ -203,12 +203,14 @@ async def _publisher(kind: str, port: int, subscribers: int, rate: float | None,
     await asyncio.sleep(0.1)
 
 
-def bound(server_cpu_pct: float, client_core_pct: float) -> str:
-    """Which side ran out of CPU: the server process, the load generators' core, both."""
+def bound(server_cpu_pct: float, gen_cpu_pct: float, busiest_core_pct: float) -> str:
+    """Which side ran out of CPU: the server process, the load generators, both; or
+    "contended" when neither did but a core was full (other jobs took the CPU)."""
     server = server_cpu_pct >= 90
-    client = client_core_pct >= 90
-    return "server+client" if server and client else "server" if server \
-        else "client" if client else "-"
+    client = gen_cpu_pct >= 90
+    if server or client:
+        return "server+client" if server and client else "server" if server else "client"
+    return "contended" if busiest_core_pct >= 90 else "-"
 
 
 # -- one run -------------------------------------------------------------------------------
@@ -334,7 +336,8 @@ def run_one(kind: str, subscribers: int, rate: float | None, args: argparse.Name
             "core1_busy_pct": busy.get(f"cpu{targets.CLIENT_CPU}", float("nan")),
             "closed_conns": closed,
         })
-        result["bound"] = bound(result["server_cpu_pct"], result["core1_busy_pct"])
+        result["bound"] = bound(result["server_cpu_pct"], result["gen_cpu_pct"],
+                                max(result["core0_busy_pct"], result["core1_busy_pct"]))
         if pub_info.get("refusals"):
             result["refusal_sample"] = pub_info["refusals"][0][:200]
         if sub_errors:

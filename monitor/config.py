@@ -52,6 +52,7 @@ class HubSettings:
     history_size: int = 1000
     send_buffer_limit: int = 4 * 1024 * 1024
     call_no_answer_ms: int = 30000
+    sqlite_synchronous: str = "normal"
     auth_rate_per_ip: int = 200
     auth_burst_per_ip: int = 1000
     log_level: str = "info"
@@ -65,6 +66,7 @@ _POSITIVE = {"ws_port", "api_port", "ping_after_ms", "auth_timeout_ms", "history
              "send_buffer_limit", "call_no_answer_ms", "auth_rate_per_ip", "auth_burst_per_ip"}
 _PORTS = {"ws_port", "api_port"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SYNC_MODES = ("normal", "full")
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,12 @@ def _coerce(source: str, key: str, expected: type, value: Any) -> Any:
         return value
     if not isinstance(value, str):
         raise ConfigError(f"{source}: {key}: expected a string, got {value!r}")
+    if key == "sqlite_synchronous" and value.lower() not in SYNC_MODES:
+        raise ConfigError(f"{source}: {key}: must be one of {', '.join(SYNC_MODES)}, "
+                          f"got {value!r}")
     if key == "log_level" and value.lower() not in LOG_LEVELS:
         raise ConfigError(f"{source}: {key}: must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
-    return value.lower() if key == "log_level" else value
+    return value.lower() if key in ("log_level", "sqlite_synchronous") else value
 
 
 _FIELD_TYPES = {f.name: (int if f.type in ("int", int) else str) for f in fields(HubSettings)}
@@ -278,6 +283,9 @@ ping_after_ms = 15000
 history_size = 1000
 # A connection whose unsent bytes exceed this is dropped as a slow consumer.
 send_buffer_limit = 4194304
+# normal: an acknowledged change survives a crash of the hub (kill -9); full: also a power
+# cut, at the price of an fsync per batch (written on a thread of its own).
+sqlite_synchronous = "normal"
 # A call between two clients that nobody answers ends after this many ms ("no answer").
 call_no_answer_ms = 30000
 # AUTHEN attempts allowed per client IP: a burst, then so many per second (r = 26 beyond).

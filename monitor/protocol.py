@@ -125,10 +125,12 @@ def is_valid_value(value: object) -> bool:
     return False
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def encode(service: int, body: dict[str, Any]) -> str:
     """Serialise one frame; the one place frames are turned into text."""
-    return json.dumps({"service": int(service), "body": body}, separators=(",", ":"),
-                      ensure_ascii=False)
+    return _ENCODER.encode({"service": int(service), "body": body})
 
 
 def reply(service: int, request_id: Any, r: Result, message: str | None = None,

@@ -1,9 +1,14 @@
 """The commit pipeline: store first, then send, in the order things happened.
 
-Everything submitted in one event-loop turn becomes one batch; batches are written by one
-writer thread, one transaction each, and batches that queue up while a write is in flight
-are merged into the next (group commit), so durability does not cap throughput. A batch's
-sends go out only once its writes are durable, and always in submission order.
+Everything submitted in one event-loop turn becomes one batch, written as one transaction
+(group commit), so durability does not cap throughput. A batch's sends go out only once
+its writes are durable, and always in submission order.
+
+Two ways to write: on the event loop at the end of the turn (``threaded=False``: for a
+store whose commit does not wait for the disk, such as SQLite in WAL mode with
+``synchronous=NORMAL``, where a thread handoff would cost more than the write), or on one
+writer thread (``threaded=True``: for commits that fsync), where batches that queue up
+while a write is in flight are merged into the next.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ class CommitPipeline:
     """Orders :class:`Effects`: ``write`` their ops durably, then ``emit`` their sends."""
 
     def __init__(self, write: Callable[[list[StoreOp]], None],
-                 emit: Callable[[list[Send]], None]) -> None:
+                 emit: Callable[[list[Send]], None], *, threaded: bool = True) -> None:
         self._write = write
         self._emit = emit
         self._loop = asyncio.get_running_loop()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._executor = (ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+                          if threaded else None)
         self._gathering: list[Pending] = []
         self._queued: deque[list[Pending]] = deque()
         self._writing = False
@@ -64,6 +70,14 @@ class CommitPipeline:
         batch = [pending for queued in self._queued for pending in queued]
         self._queued.clear()
         ops = [op for effects, _ in batch for op in effects.ops]
+        if self._executor is None:
+            try:
+                self._write(ops)
+            except Exception as exc:
+                self._failed(exc, batch)
+            else:
+                self._release(batch, True)
+            return
         self._writing = True
         future = self._loop.run_in_executor(self._executor, self._write, ops)
         future.add_done_callback(lambda f: self._written(batch, f))
@@ -72,10 +86,15 @@ class CommitPipeline:
         self._writing = False
         error = future.exception()
         if error is not None:
-            self.failures += 1
-            log.error("event=store_write_failed error=%r changes=%d", str(error), len(batch))
-        self._release(batch, error is None)
+            self._failed(error, batch)
+        else:
+            self._release(batch, True)
         self._pump()
+
+    def _failed(self, error: BaseException, batch: list[Pending]) -> None:
+        self.failures += 1
+        log.error("event=store_write_failed error=%r changes=%d", str(error), len(batch))
+        self._release(batch, False)
 
     def _release(self, batch: list[Pending], durable: bool) -> None:
         if not durable:
@@ -94,4 +113,5 @@ class CommitPipeline:
             await asyncio.sleep(0.005)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)

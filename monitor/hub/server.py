@@ -136,7 +136,11 @@ class Hub:
         """Load the store, then listen on both ports."""
         settings = self.config.hub
         data_dir = settings.resolved_data_dir()
-        self.store = SqliteStore(data_dir / "hub.sqlite3")
+        full = settings.sqlite_synchronous == "full"
+        # NORMAL commits do not wait for the disk: write them on the loop, checkpoint
+        # elsewhere. FULL commits fsync: write them on a thread.
+        self.store = SqliteStore(data_dir / "hub.sqlite3", "FULL" if full else "NORMAL",
+                                 background_checkpoints=not full)
         users, attributes = self.store.load()
         now = self.now_ms()
         for row in users:
@@ -146,7 +150,7 @@ class Hub:
             if attr.project_id in self.state.project_ids:
                 self.state.load_attribute(attr)
         self.peers = Peers(self)
-        self.pipeline = CommitPipeline(self.store.write, self.peers.emit)
+        self.pipeline = CommitPipeline(self.store.write, self.peers.emit, threaded=full)
         self.calls = Calls(self)
         self.calls.restore(self.store.load_calls())
         endpoint = Endpoint(self, self.peers)

@@ -7,6 +7,7 @@ thread; the event loop never waits on the disk.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from monitor.hub.state import AttributeRow, CallRow, StoreOp, UserRow
 from monitor.tokens import Grants
+
+log = logging.getLogger("monitor.hub")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -61,6 +64,11 @@ ON CONFLICT (project_id, call_id) DO UPDATE SET data = excluded.data
 """
 
 
+CHECKPOINT_EVERY_S = 0.5
+CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 class StoreError(Exception):
     """The store could not make a batch durable (disk full, I/O error...)."""
 
@@ -69,9 +77,12 @@ class SqliteStore:
     """The embedded store. ``synchronous=NORMAL`` survives a crash of the process
     (``kill -9``); ``FULL`` also survives power loss, at the price of an fsync per batch."""
 
-    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: Path, synchronous: str = "NORMAL",
+                 background_checkpoints: bool = False) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._checkpointer: threading.Thread | None = None
+        self._stop = threading.Event()
         db = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,11 +90,32 @@ class SqliteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={synchronous}")
             db.executescript(SCHEMA)
+            if background_checkpoints:
+                db.execute("PRAGMA wal_autocheckpoint=0")
         except (OSError, sqlite3.Error) as exc:  # read-only, missing, not a database...
             if db is not None:
                 db.close()
             raise StoreError(f"{path}: {exc}") from exc
         self._db = db
+        if background_checkpoints:
+            self._checkpointer = threading.Thread(target=self._checkpoint_forever,
+                                                  name="store-checkpointer", daemon=True)
+            self._checkpointer.start()
+
+    def _checkpoint_forever(self) -> None:
+        """Copy the WAL into the database on a thread of its own, so the writer (on the
+        event loop) never waits for the fsync a checkpoint does."""
+        wal = Path(str(self.path) + "-wal")
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            while not self._stop.wait(CHECKPOINT_EVERY_S):
+                try:
+                    if wal.exists() and wal.stat().st_size > CHECKPOINT_WAL_BYTES:
+                        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except (OSError, sqlite3.Error) as exc:
+                    log.warning("event=checkpoint_failed path=%s error=%r", self.path, str(exc))
+        finally:
+            db.close()
 
     def load(self) -> tuple[list[UserRow], list[AttributeRow]]:
         """Everything stored, to rebuild the in-memory state at start."""
@@ -111,16 +143,16 @@ class SqliteStore:
         for op in ops:
             if isinstance(op, UserRow):
                 users.append((op.project_id, op.user_id, op.display_name, op.login_time,
-                              json.dumps(op.grants.to_json(), separators=(",", ":"))))
+                              _dumps(op.grants.to_json())))
             elif isinstance(op, CallRow):
                 if op.data is None:
                     ended[(op.project_id, op.call_id)] = None
                 else:
-                    calls.append((op.project_id, op.call_id, json.dumps(op.data)))
+                    calls.append((op.project_id, op.call_id, _dumps(op.data)))
                     ended.pop((op.project_id, op.call_id), None)
             else:
                 attributes.append((op.project_id, op.user_id, op.name,
-                                   json.dumps(op.value, ensure_ascii=False), op.updated_ms))
+                                   _dumps(op.value), op.updated_ms))
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -143,6 +175,9 @@ class SqliteStore:
 
     def close(self) -> None:
         """Checkpoint the WAL into the database file and close."""
+        self._stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
         with self._lock:
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

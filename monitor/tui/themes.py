@@ -22,6 +22,7 @@ A file that does not validate is reported and skipped; it never stops the app.
 
 from __future__ import annotations
 
+import importlib.resources
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +60,11 @@ class ThemeError(Exception):
 
 
 def shipped_themes_dir() -> Path:
-    """The ``themes/`` folder of the source tree."""
-    return Path(__file__).resolve().parents[2] / "themes"
+    """The shipped theme files: the ``themes/`` folder, installed as ``monitor.themes``."""
+    try:
+        return Path(str(importlib.resources.files("monitor.themes")))
+    except (ModuleNotFoundError, TypeError):  # a source tree that is not installed
+        return Path(__file__).resolve().parents[2] / "themes"
 
 
 def user_themes_dir() -> Path:

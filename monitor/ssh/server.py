@@ -1,0 +1,312 @@
+"""The SSH front door: public-key login, then the monitor of the user's role on a pty.
+
+The SSH user name is the hub userId. The door holds the project's API key and mints each
+user's token itself from the roles file, so users need nothing but ``ssh`` and a key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import asyncssh
+
+from monitor.config import user_data_dir
+from monitor.ssh.keys import HOST_KEY_NAME, AuthorizedKeys, load_or_create_host_key
+from monitor.ssh.roles import Access, Roles
+from monitor.ssh.session import MonitorSession
+from monitor.tokens import mint_client_token
+
+if TYPE_CHECKING:
+    from monitor.demo.run import Demo
+
+log = logging.getLogger("monitor.ssh")
+
+TOKEN_TTL_S = 3600
+TOKEN_REFRESH_S = 900.0  # a token file always holds a token with 45 minutes or more left
+
+
+def default_host_key_path() -> Path:
+    """Where the door keeps its host key unless told otherwise."""
+    return user_data_dir() / HOST_KEY_NAME
+
+
+class Policy(Protocol):
+    """Who may come in, and the token each one gets."""
+
+    def access(self, login: str) -> Access | None: ...
+
+    def mint(self, access: Access) -> str: ...
+
+
+@dataclass
+class RolesPolicy:
+    """Users from a roles file; tokens signed with the project's API key."""
+
+    roles: Roles
+    key_sid: str
+    secret: str
+    ttl_s: int = TOKEN_TTL_S
+
+    def access(self, login: str) -> Access | None:
+        return self.roles.access(login)
+
+    def mint(self, access: Access) -> str:
+        return mint_client_token(self.key_sid, self.secret, access.user_id,
+                                 subscribe=access.subscribe, attributes=access.attributes,
+                                 display_name=access.display_name, ttl_s=self.ttl_s)
+
+
+@dataclass
+class DemoPolicy:
+    """Anyone: the demo's supervisor view, read-only."""
+
+    demo: Demo
+
+    def access(self, login: str) -> Access | None:
+        from monitor.demo.scenario import SUPERVISOR_ID
+
+        return Access(SUPERVISOR_ID, display_name="Supervisor", read_only=True)
+
+    def mint(self, access: Access) -> str:
+        return self.demo.supervisor_token()
+
+
+class TokenFiles:
+    """Each session's token in a private file, rewritten before it expires."""
+
+    def __init__(self, mint: Callable[[Access], str], refresh_s: float = TOKEN_REFRESH_S) -> None:
+        self.directory = tempfile.mkdtemp(prefix="monitor-ssh-")  # mode 0700
+        self._mint = mint
+        self._refresh_s = refresh_s
+        self._active: dict[int, Access] = {}
+        self._task = asyncio.create_task(self._refresh_forever(), name="ssh-token-refresh")
+
+    def path(self, session_id: int) -> Path:
+        return Path(self.directory) / f"session-{session_id}.token"
+
+    def create(self, session_id: int, access: Access) -> Path:
+        """Write a fresh token for ``access``; the file's path."""
+        self._active[session_id] = access
+        self._write(session_id)
+        return self.path(session_id)
+
+    def _write(self, session_id: int) -> None:
+        path = self.path(session_id)
+        new = path.with_suffix(".new")
+        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(self._mint(self._active[session_id]) + "\n")
+        os.replace(new, path)  # a reader never sees half a token
+
+    def remove(self, session_id: int) -> None:
+        self._active.pop(session_id, None)
+        with contextlib.suppress(FileNotFoundError):
+            self.path(session_id).unlink()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            for session_id in list(self._active):
+                try:
+                    self._write(session_id)
+                except OSError as exc:
+                    log.warning("event=token_refresh_failed session=%d error=%r",
+                                session_id, str(exc))
+
+    def close(self) -> None:
+        self._task.cancel()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@dataclass
+class DoorOptions:
+    """How the door listens and what it allows."""
+
+    host: str = "127.0.0.1"
+    port: int = 2222
+    host_key: Path = field(default_factory=default_host_key_path)
+    max_sessions: int = 20
+    idle_timeout: float = 3600.0  # seconds without a keystroke; 0: never
+    login_timeout: float = 30.0
+
+
+class Door:
+    """The listening SSH server and its sessions."""
+
+    def __init__(self, policy: Policy, hub_url: str, options: DoorOptions, *,
+                 authorized_keys: AuthorizedKeys | None,
+                 settings_path: str = os.devnull) -> None:
+        """``authorized_keys`` ``None`` lets anyone in without a key (the demo)."""
+        self.policy = policy
+        self.hub_url = hub_url
+        self.options = options
+        self.authorized_keys = authorized_keys
+        self.settings_path = settings_path
+        self.sessions: set[MonitorSession] = set()
+        self._all: set[MonitorSession] = set()
+        self._acceptor: asyncssh.SSHAcceptor | None = None
+        self.host_key: asyncssh.SSHKey | None = None
+        self.tokens: TokenFiles
+
+    @property
+    def max_sessions(self) -> int:
+        return self.options.max_sessions
+
+    @property
+    def idle_timeout(self) -> float:
+        return self.options.idle_timeout
+
+    @property
+    def port(self) -> int:
+        assert self._acceptor is not None
+        return self._acceptor.get_port()
+
+    async def start(self) -> Door:
+        """Load (or make) the host key and start listening."""
+        self.host_key = load_or_create_host_key(self.options.host_key)
+        self.tokens = TokenFiles(self.policy.mint)
+        try:
+            self._acceptor = await asyncssh.listen(
+                self.options.host, self.options.port,
+                server_factory=lambda: DoorConnection(self),
+                server_host_keys=[self.host_key], encoding=None, line_editor=False,
+                login_timeout=self.options.login_timeout, keepalive_interval=30,
+                gss_host=None, kbdint_auth=False, password_auth=False,
+                agent_forwarding=False, x11_forwarding=False)
+        except BaseException:
+            self.tokens.close()
+            raise
+        log.info("event=ssh_listening host=%s port=%d fingerprint=%s hub=%s max_sessions=%d",
+                 self.options.host, self.port, self.host_key.get_fingerprint(), self.hub_url,
+                 self.max_sessions)
+        return self
+
+    def track(self, session: MonitorSession) -> None:
+        self._all.add(session)
+
+    def admit(self, session: MonitorSession) -> bool:
+        """Take a place for ``session``'s process, if one is free."""
+        if len(self.sessions) >= self.max_sessions:
+            return False
+        self.sessions.add(session)
+        return True
+
+    def release(self, session: MonitorSession) -> None:
+        self.sessions.discard(session)
+
+    def forget(self, session: MonitorSession) -> None:
+        self.release(session)
+        self._all.discard(session)
+
+    async def close(self) -> None:
+        """Stop listening, end every session (their processes go), remove token files."""
+        if self._acceptor is not None:
+            self._acceptor.close()
+            await self._acceptor.wait_closed()
+            self._acceptor = None
+        for session in list(self._all):
+            session.end("shutdown")
+        tasks = [s.task for s in self._all if s.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        self.tokens.close()
+
+
+class DoorConnection(asyncssh.SSHServer):
+    """One SSH connection: authentication, then its sessions; a refusal is logged once."""
+
+    def __init__(self, door: Door) -> None:
+        self.door = door
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.peer = "?"
+        self.login: str | None = None
+        self.access: Access | None = None
+        self.refusal: str | None = None
+        self.keys_tried: list[str] = []
+        self.authenticated = False
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        peer = conn.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.authenticated or self.login is None:
+            return
+        reason = self.refusal or ("key_not_authorized" if self.keys_tried
+                                  else "no_key_offered")
+        if exc is not None and "timeout" in str(exc).lower() and not self.keys_tried:
+            reason = self.refusal or "login_timeout"
+        log.warning("event=login_refused user=%s peer=%s reason=%s keys_tried=%s",
+                    self.login, self.peer, reason, ",".join(self.keys_tried) or "none")
+
+    def begin_auth(self, username: str) -> bool:
+        self.login = username
+        self.access = self.door.policy.access(username)
+        if self.door.authorized_keys is None:
+            return False  # the demo: anyone, no key needed
+        if self.access is None:
+            self.refusal = "unknown_user"
+        else:
+            keys = self.door.authorized_keys.for_user(username)
+            if keys is None:
+                self.refusal = "no_authorized_keys"
+            else:
+                assert self.conn is not None
+                self.conn.set_authorized_keys(keys)
+        return True
+
+    def auth_completed(self) -> None:
+        self.authenticated = True
+        log.info("event=login user=%s peer=%s", self.login, self.peer)
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        # Only called for keys the authorized keys did not accept: note it for the log.
+        fingerprint = key.get_fingerprint()
+        if fingerprint not in self.keys_tried:
+            self.keys_tried.append(fingerprint)
+        return False
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        return False
+
+    def session_requested(self) -> tuple[asyncssh.SSHServerChannel[bytes], MonitorSession]:
+        assert self.conn is not None and self.access is not None and self.login is not None
+        session = MonitorSession(self.door, self.access, self.login, self.peer)
+        self.door.track(session)
+        return self.conn.create_server_channel(encoding=None), session
+
+
+def hub_url_from_config(host: str, ws_port: int) -> str:
+    """The WebSocket URL of a hub configured to listen on ``host``:``ws_port``."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "[::1]"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"ws://{host}:{ws_port}/"
+
+
+async def open_demo_door(demo: Demo, port: int, host: str = "127.0.0.1",
+                         host_key: Path | None = None, max_sessions: int = 20) -> Door:
+    """The SSH door onto a running demo: anyone, read-only supervisor view."""
+    options = DoorOptions(host=host, port=port, max_sessions=max_sessions)
+    if host_key is not None:
+        options.host_key = host_key
+    return await Door(DemoPolicy(demo), demo.ws_url, options, authorized_keys=None).start()

@@ -66,6 +66,7 @@ _POSITIVE = {"ws_port", "api_port", "ping_after_ms", "auth_timeout_ms", "history
              "send_buffer_limit", "call_no_answer_ms", "auth_rate_per_ip", "auth_burst_per_ip"}
 _PORTS = {"ws_port", "api_port"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_SETTING = 2**31 - 1
 SYNC_MODES = ("normal", "full")
 
 
@@ -131,6 +132,8 @@ def _coerce(source: str, key: str, expected: type, value: Any) -> Any:
             raise ConfigError(f"{source}: {key}: must be {bound}, got {value}")
         if key in _PORTS and value > 65535:
             raise ConfigError(f"{source}: {key}: not a port number: {value}")
+        if value > MAX_SETTING:  # beyond, timers and buffers overflow when the hub starts
+            raise ConfigError(f"{source}: {key}: must be at most {MAX_SETTING}, got {value}")
         return value
     if not isinstance(value, str):
         raise ConfigError(f"{source}: {key}: expected a string, got {value!r}")
@@ -253,6 +256,8 @@ def load_config(explicit: str | None = None, environ: Mapping[str, str] | None =
             raise ConfigError(f"{path}: not UTF-8 text") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
         config = parse_config(data, str(path))
     hub = apply_overrides(config.hub, env_overrides(environ), "environment")
     if flags:

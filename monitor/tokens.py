@@ -193,7 +193,9 @@ def _verified_payload(token: object, secret_for: SecretLookup) -> tuple[str, dic
     exp = payload.get("exp")
     if exp is None:
         raise TokenError(Result.TOKEN_PAYLOAD, "token has no exp")
-    if not isinstance(exp, int | float) or isinstance(exp, bool) or not math.isfinite(exp):
+    # A float must be finite; an int of any size is fine (math.isfinite would overflow).
+    if not isinstance(exp, int | float) or isinstance(exp, bool) or (
+            isinstance(exp, float) and not math.isfinite(exp)):
         raise TokenError(Result.TOKEN_PAYLOAD, "exp is not a number")
     if exp + LEEWAY_S <= time.time():
         raise TokenError(Result.TOKEN_EXPIRED, "token expired")

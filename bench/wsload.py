@@ -183,11 +183,13 @@ class Conn(asyncio.Protocol):
                 self.buf = data
                 return
             if not data.startswith(b"HTTP/1.1 101"):
-                self.opened.set_exception(ConnectionError(data[:200].decode("latin-1")))
+                if not self.opened.done():
+                    self.opened.set_exception(ConnectionError(data[:200].decode("latin-1")))
                 self.transport.close()  # type: ignore[union-attr]
                 return
             self.upgraded = True
-            self.opened.set_result(None)
+            if not self.opened.done():  # not given up on (timed out) meanwhile
+                self.opened.set_result(None)
             data = data[end + 4:]
             if not data:
                 return

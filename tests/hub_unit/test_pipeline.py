@@ -1,10 +1,14 @@
-"""CommitPipeline: durable first, sends after, in submission order; group commit; failures."""
+"""CommitPipeline: durable first, sends after, in submission order; group commit; failures.
+
+Tests that need nothing but the order run both ways of writing (writer thread, inline);
+those that hold a write open use the writer thread.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -70,14 +74,28 @@ def wire() -> Wire:
     return Wire()
 
 
-@pytest.fixture
-async def pipeline(disk: Disk, wire: Wire) -> Iterator[CommitPipeline]:
-    pipe = CommitPipeline(disk.write, wire.emit)
-    yield pipe  # type: ignore[misc]
+async def _running(disk: Disk, wire: Wire, threaded: bool) -> AsyncIterator[CommitPipeline]:
+    pipe = CommitPipeline(disk.write, wire.emit, threaded=threaded)
+    yield pipe
     if disk.gate is not None:
         disk.release()
     await asyncio.wait_for(pipe.drain(), 5)
     pipe.close()
+
+
+@pytest.fixture(params=[True, False], ids=["threaded", "inline"])
+async def pipeline(request: pytest.FixtureRequest, disk: Disk,
+                   wire: Wire) -> AsyncIterator[CommitPipeline]:
+    """Both ways of writing: on the writer thread, and on the loop at the turn's end."""
+    async for pipe in _running(disk, wire, request.param):
+        yield pipe
+
+
+@pytest.fixture
+async def threaded(disk: Disk, wire: Wire) -> AsyncIterator[CommitPipeline]:
+    """The writer-thread pipeline, whose writes a test can hold open."""
+    async for pipe in _running(disk, wire, True):
+        yield pipe
 
 
 def op(tag: str) -> AttributeRow:
@@ -106,10 +124,10 @@ async def wait_entered(disk: Disk) -> None:
 # -- order --------------------------------------------------------------------------------------
 
 
-async def test_sends_go_out_only_after_the_write(pipeline: CommitPipeline, disk: Disk,
+async def test_sends_go_out_only_after_the_write(threaded: CommitPipeline, disk: Disk,
                                                  wire: Wire) -> None:
     disk.hold()
-    future = pipeline.submit(effects("A"))
+    future = threaded.submit(effects("A"))
     await wait_entered(disk)
     await next_turn()
     assert wire.sends == [] and not future.done()
@@ -120,12 +138,12 @@ async def test_sends_go_out_only_after_the_write(pipeline: CommitPipeline, disk:
 
 
 async def test_order_is_kept_across_batches_with_and_without_ops(
-        pipeline: CommitPipeline, disk: Disk, wire: Wire) -> None:
+        threaded: CommitPipeline, disk: Disk, wire: Wire) -> None:
     disk.hold()
-    futures = [pipeline.submit(effects("A"))]
+    futures = [threaded.submit(effects("A"))]
     await wait_entered(disk)
     for tag, durable in [("B", False), ("C", True), ("D", False), ("E", False)]:
-        futures.append(pipeline.submit(effects(tag, durable=durable)))
+        futures.append(threaded.submit(effects(tag, durable=durable)))
         await next_turn()
     # Nothing, not even the batches without ops, overtakes the write in flight.
     assert wire.sends == []
@@ -170,8 +188,8 @@ async def test_each_effects_sends_are_released_in_their_own_order(
     assert wire.sends == [(("h1",), "1"), (("h2", "h3"), "2"), (("h1",), "3")]
 
 
-async def test_writes_run_on_the_writer_thread(pipeline: CommitPipeline, disk: Disk) -> None:
-    await asyncio.wait_for(pipeline.submit(effects("A")), 5)
+async def test_writes_run_on_the_writer_thread(threaded: CommitPipeline, disk: Disk) -> None:
+    await asyncio.wait_for(threaded.submit(effects("A")), 5)
     [name] = disk.thread_names
     assert name.startswith("store-writer") and name != threading.current_thread().name
 
@@ -180,12 +198,12 @@ async def test_writes_run_on_the_writer_thread(pipeline: CommitPipeline, disk: D
 
 
 async def test_batches_queued_during_a_write_are_merged_into_the_next(
-        pipeline: CommitPipeline, disk: Disk, wire: Wire) -> None:
+        threaded: CommitPipeline, disk: Disk, wire: Wire) -> None:
     disk.hold()
-    futures = [pipeline.submit(effects("A"))]
+    futures = [threaded.submit(effects("A"))]
     await wait_entered(disk)
     for tag in "BCD":
-        futures.append(pipeline.submit(effects(tag)))
+        futures.append(threaded.submit(effects(tag)))
         await next_turn()
     disk.release()
     assert await asyncio.wait_for(asyncio.gather(*futures), 5) == [True] * 4
@@ -194,12 +212,12 @@ async def test_batches_queued_during_a_write_are_merged_into_the_next(
 
 
 async def test_merged_batch_keeps_batches_without_ops_in_place(
-        pipeline: CommitPipeline, disk: Disk, wire: Wire) -> None:
+        threaded: CommitPipeline, disk: Disk, wire: Wire) -> None:
     disk.hold()
-    futures = [pipeline.submit(effects("A"))]
+    futures = [threaded.submit(effects("A"))]
     await wait_entered(disk)
     for tag, durable in [("B", True), ("C", False), ("D", True)]:
-        futures.append(pipeline.submit(effects(tag, durable=durable)))
+        futures.append(threaded.submit(effects(tag, durable=durable)))
         await next_turn()
     disk.release()
     await asyncio.wait_for(asyncio.gather(*futures), 5)
@@ -222,23 +240,23 @@ async def test_failed_write_runs_undo_sends_failure_sends_and_resolves_false(
     assert pipeline.failures == 1
 
 
-async def test_a_failed_group_fails_every_batch_in_it(pipeline: CommitPipeline, disk: Disk,
+async def test_a_failed_group_fails_every_batch_in_it(threaded: CommitPipeline, disk: Disk,
                                                       wire: Wire) -> None:
     log: list[str] = []
     disk.hold()
-    first = pipeline.submit(effects("A", log=log))
+    first = threaded.submit(effects("A", log=log))
     await wait_entered(disk)
     disk.failing = True
     later = []
     for tag, durable in [("B", True), ("C", False)]:
-        later.append(pipeline.submit(effects(tag, durable=durable, log=log)))
+        later.append(threaded.submit(effects(tag, durable=durable, log=log)))
         await next_turn()
     disk.release()
     assert await asyncio.wait_for(first, 5) is True
     assert await asyncio.wait_for(asyncio.gather(*later), 5) == [False, False]
     assert wire.texts == ["A", "B!", "C!"]
     assert log == ["undo C", "undo B"]  # newest first
-    assert pipeline.failures == 1
+    assert threaded.failures == 1
 
 
 async def test_the_pipeline_recovers_after_a_failed_write(pipeline: CommitPipeline,
@@ -253,12 +271,12 @@ async def test_the_pipeline_recovers_after_a_failed_write(pipeline: CommitPipeli
 
 
 async def test_batch_queued_behind_a_failed_write_is_written_on_its_own(
-        pipeline: CommitPipeline, disk: Disk, wire: Wire) -> None:
+        threaded: CommitPipeline, disk: Disk, wire: Wire) -> None:
     disk.hold()
     disk.failing = True
-    first = pipeline.submit(effects("A"))
+    first = threaded.submit(effects("A"))
     await wait_entered(disk)
-    second = pipeline.submit(effects("B"))
+    second = threaded.submit(effects("B"))
     await next_turn()
     disk.failing = False
     disk.release()
@@ -283,13 +301,13 @@ async def test_undo_of_a_failed_batch_runs_newest_first_across_effects(
 # -- drain and close -----------------------------------------------------------------------------
 
 
-async def test_drain_waits_for_everything_submitted(pipeline: CommitPipeline, disk: Disk,
+async def test_drain_waits_for_everything_submitted(threaded: CommitPipeline, disk: Disk,
                                                     wire: Wire) -> None:
     disk.hold()
-    futures = [pipeline.submit(effects("A"))]
+    futures = [threaded.submit(effects("A"))]
     await wait_entered(disk)
-    futures.append(pipeline.submit(effects("B", durable=False)))
-    drained = asyncio.create_task(pipeline.drain())
+    futures.append(threaded.submit(effects("B", durable=False)))
+    drained = asyncio.create_task(threaded.drain())
     await asyncio.sleep(0.05)
     assert not drained.done()
     disk.release()

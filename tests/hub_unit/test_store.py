@@ -7,6 +7,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from monitor.hub.state import AttributeRow, CallRow, StoreOp, UserRow
+from monitor.hub.store import sqlite as sqlite_store
 from monitor.hub.store.sqlite import SqliteStore, StoreError
 from tests.hub_unit.builders import OTHER_PROJECT, PROJECT, T0, grants
 
@@ -338,3 +341,41 @@ def test_a_full_disk_gives_store_error_and_recovers(path: Path) -> None:
     finally:
         reopened.close()
 
+
+
+# -- background checkpoints ---------------------------------------------------------------------
+
+
+def test_background_checkpoints_copy_the_wal_into_the_database(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_EVERY_S", 0.01)
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_WAL_BYTES", 0)
+    store = SqliteStore(path, background_checkpoints=True)
+    try:
+        # The writer never checkpoints by itself: that is the checkpointer's job.
+        assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        before = path.stat().st_size
+        store.write([attr(f"u{i}", "a", "x" * 1000) for i in range(300)])
+        deadline = time.monotonic() + 5
+        while path.stat().st_size < before + 300_000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert path.stat().st_size >= before + 300_000
+        store.write([attr("u0", "a", "after")])
+    finally:
+        store.close()
+    assert not any(t.name == "store-checkpointer" for t in threading.enumerate())
+    reopened = SqliteStore(path)
+    try:
+        values = loaded(reopened)[1]
+        assert len(values) == 300 and values[(PROJECT, "u0", "a")] == ("after", T0)
+    finally:
+        reopened.close()
+
+
+def test_without_background_checkpoints_no_thread_is_started(path: Path) -> None:
+    store = SqliteStore(path)
+    try:
+        assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
+        assert not any(t.name == "store-checkpointer" for t in threading.enumerate())
+    finally:
+        store.close()

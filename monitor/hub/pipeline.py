@@ -103,7 +103,10 @@ class CommitPipeline:
                 for undo in reversed(effects.undo):
                     undo()
         for effects, future in batch:
-            self._emit(effects.sends if durable else effects.failure_sends)
+            try:
+                self._emit(effects.sends if durable else effects.failure_sends)
+            except Exception:  # one unsendable frame must not strand the rest of the batch
+                log.exception("event=emit_failed")
             if not future.done():
                 future.set_result(durable)
 

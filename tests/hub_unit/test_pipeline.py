@@ -359,3 +359,22 @@ async def test_state_changes_through_the_pipeline_into_sqlite(tmp_path: Path,
     assert {u.user_id for u in users} == {"sup", "a"}
     assert [(a.user_id, a.name, a.value) for a in attributes] == [("a", "status", "busy")]
     assert [text for _, text in wire.sends if '"busy"' in text]
+
+
+async def test_a_send_that_cannot_be_emitted_does_not_stall_the_pipeline(
+        disk: Disk, wire: Wire) -> None:
+    # e.g. a reply echoing a requestId with a lone surrogate, which no socket can carry.
+    def emit(sends: list[Send]) -> None:
+        for _, text in sends:
+            text.encode("utf-8")
+        wire.emit(sends)
+
+    for threaded_mode in (True, False):
+        pipe = CommitPipeline(disk.write, emit, threaded=threaded_mode)
+        futures = [pipe.submit(effects("A")), pipe.submit(effects("bad \ud800")),
+                   pipe.submit(effects("C", durable=False))]
+        assert await asyncio.wait_for(asyncio.gather(*futures), 5) == [True, True, True]
+        assert await asyncio.wait_for(pipe.submit(effects("D")), 5) is True
+        await asyncio.wait_for(pipe.drain(), 5)
+        pipe.close()
+    assert wire.texts == ["A", "C", "D"] * 2

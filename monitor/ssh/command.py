@@ -120,9 +120,6 @@ def _roles_door(args: argparse.Namespace) -> Any:
         keys.check()
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--authorized-keys: {exc}") from None
-    for number in keys.unbound_lines():
-        log.warning("event=authorized_key_ignored path=%s line=%d "
-                    "reason='no principals=\"user\" option'", keys.path, number)
     config = config_from_args(args)
     if args.key:
         found = config.key(args.key)
@@ -132,8 +129,6 @@ def _roles_door(args: argparse.Namespace) -> Any:
     else:
         key = config.default_key()[1]
     hub_url = args.hub or hub_url_from_config(config.hub.host, config.hub.ws_port)
-    if not roles.users:
-        log.warning("event=no_users roles=%s", roles.source)
     return Door(RolesPolicy(roles, key.sid, key.secret), hub_url, _door_options(args),
                 authorized_keys=keys, settings_path=_session_settings(args.settings))
 
@@ -146,9 +141,18 @@ async def _wait_for_signal() -> None:
     await stop.wait()
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    if not args.demo:
-        door = _roles_door(args)
+def _warn_about(door: Any) -> None:
+    """Log what in the roles and keys lets nobody in."""
+    roles = door.policy.roles
+    if not roles.users:
+        log.warning("event=no_users roles=%s", roles.source)
+    for number in door.authorized_keys.unbound_lines():
+        log.warning("event=authorized_key_ignored path=%s line=%d "
+                    "reason='no principals=\"user\" option'", door.authorized_keys.path, number)
+
+
+async def _serve(args: argparse.Namespace, door: Any) -> int:
+    if door is not None:
         await door.start()
         try:
             await _wait_for_signal()
@@ -182,12 +186,18 @@ def cmd_ssh_serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM."""
     from monitor.hub.logs import setup_logging
 
+    # Bad flags and files are reported before anything starts or logs.
+    door = None if args.demo else _roles_door(args)
+    if args.demo:
+        _session_settings(args.settings)
     setup_logging("info")
+    if door is not None:
+        _warn_about(door)
     if args.demo:  # the demo's own hub and agents: only their trouble is news
         for name in ("monitor.hub", "monitor.client", "monitor.demo"):
             logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        return asyncio.run(_serve(args))
+        return asyncio.run(_serve(args, door))
     except OSError as exc:
         # the port is taken, the host key unreadable, ...
         print(f"monitor: error: {exc}", file=sys.stderr)

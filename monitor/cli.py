@@ -21,6 +21,7 @@ from monitor.config import (
     write_initial_config,
 )
 from monitor.hub.command import add_hub_command
+from monitor.ssh.command import add_ssh_command
 from monitor.tokens import (
     AttributeGrant,
     TokenError,
@@ -228,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_commands(sub)
     add_hub_command(sub)
     add_tui_command(sub)
+    add_ssh_command(sub)
     return parser
 
 

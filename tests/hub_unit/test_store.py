@@ -21,6 +21,7 @@ from monitor.hub.store.sqlite import SqliteStore, StoreError
 from tests.hub_unit.builders import OTHER_PROJECT, PROJECT, T0, grants
 
 ROOT = Path(__file__).resolve().parents[2]
+LINUX = pytest.mark.skipif(sys.platform != "linux", reason="uses /proc and RLIMIT_FSIZE")
 
 
 @pytest.fixture
@@ -276,6 +277,7 @@ def test_a_read_only_database_gives_store_error(store: SqliteStore, path: Path) 
     assert loaded(store)[1] == {(PROJECT, "u", "a"): ("kept", T0)}
 
 
+@LINUX
 def test_opening_in_a_read_only_location_gives_store_error() -> None:
     # /proc refuses new files even to root.
     with pytest.raises(StoreError, match="/proc/self"):
@@ -304,6 +306,7 @@ def test_a_full_database_gives_store_error(store: SqliteStore) -> None:
     assert loaded(store)[1] == {(PROJECT, "u", "a"): ("kept", T0)}
 
 
+@LINUX
 def test_a_full_disk_gives_store_error_and_recovers(path: Path) -> None:
     # A file-size limit makes every write past it fail with EFBIG, as a full disk would.
     code = textwrap.dedent(f"""

@@ -78,11 +78,10 @@ def tmux(site: Site) -> Iterator[Tmux]:
         mux.stop()
 
 
-def login(tmux: Tmux, site: Site, window: str, user: str, width: int = 110,
-          height: int = 30) -> None:
+def login(tmux: Tmux, site: Site, window: str, user: str, *extra: str) -> None:
     # TERM set here is what the client asks the door's pty for
     tmux.start(window, ["env", "TERM=xterm-256color",
-                        *site.door.ssh_args(user, site.key[user], "-tt")], width, height)
+                        *site.door.ssh_args(user, site.key[user], "-tt", *extra)], 110, 30)
 
 
 def session_of(site: Site, user: str, event: str = "session_start") -> dict[str, str]:
@@ -136,7 +135,7 @@ async def test_agent_status_reaches_the_supervisor_and_the_door_cleans_up(
 
 
 def _supervisor_and_agent(site: Site, tmux: Tmux) -> None:
-    login(tmux, site, "sup", "sup")
+    login(tmux, site, "sup", "sup", "-o", "SetEnv=COLORTERM=truecolor SECRET=x")
     wait_until(lambda: "● connected" in tmux.screen("sup") and "Bob Stone" in tmux.screen("sup"),
                "the supervisor's grid", explain=lambda: tmux.screen("sup") + site.door.log())
     screen = tmux.screen("sup")
@@ -152,6 +151,7 @@ def _supervisor_and_agent(site: Site, tmux: Tmux) -> None:
     environ = dict(item.split("=", 1) for item in
                    Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
     assert environ["TERM"] == "xterm-256color" and environ["LANG"] == "C.UTF-8"
+    assert environ["COLORTERM"] == "truecolor" and "SECRET" not in environ
     assert not any(k.startswith("MONITOR_") for k in environ)
     token_file = Path(cmdline[cmdline.index(b"--token-file") + 1].decode())
     token = token_file.read_text().strip()

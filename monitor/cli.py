@@ -20,6 +20,7 @@ from monitor.config import (
     user_config_dir,
     write_initial_config,
 )
+from monitor.demo.command import add_demo_command
 from monitor.hub.command import add_hub_command
 from monitor.ssh.command import add_ssh_command
 from monitor.tokens import (
@@ -229,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_commands(sub)
     add_hub_command(sub)
     add_tui_command(sub)
+    add_demo_command(sub)
     add_ssh_command(sub)
     return parser
 

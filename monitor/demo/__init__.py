@@ -1,0 +1,1 @@
+"""The demo: simulated agents on an embedded hub, watched by the monitor."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from enum import IntEnum
 from typing import Any
@@ -137,6 +138,8 @@ def reply(service: int, request_id: Any, r: Result, message: str | None = None,
           **extra: Any) -> dict[str, Any]:
     """The body of a reply to a client request."""
     body: dict[str, Any] = {"r": int(r), "message": message or MESSAGES[r]}
+    if isinstance(request_id, float) and not math.isfinite(request_id):
+        request_id = None  # NaN or Infinity would not be JSON on the way back
     if request_id is not None:
         body["requestId"] = request_id
     body.update(extra)

@@ -50,7 +50,9 @@ PING_TIMEOUT_CLOSE_S = 1.0  # the same for a peer that went silent
 
 def ws_frame(text: str) -> bytes:
     """One unmasked WebSocket text frame, ready to write to any client's transport."""
-    return Frame(Opcode.TEXT, text.encode("utf-8")).serialize(mask=False)
+    # A lone surrogate echoed from a client cannot be UTF-8: it can only sit inside a JSON
+    # string, where backslashreplace writes it as the JSON escape it stands for.
+    return Frame(Opcode.TEXT, text.encode("utf-8", "backslashreplace")).serialize(mask=False)
 
 
 def now_ms() -> int:

@@ -24,6 +24,22 @@ EVENTS: frozenset[str] = frozenset(get_args(EventName))
 Handler = Callable[[dict[str, Any]], Any]
 
 _STOP = object()
+
+
+async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait until ``event`` is set or ``timeout`` passes; True if it was set.
+
+    Unlike ``asyncio.wait_for`` on Python 3.11, never swallows a cancellation that
+    arrives together with the event.
+    """
+    if event.is_set():
+        return True
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+    return event.is_set()
 _END_STREAMS = object()
 
 

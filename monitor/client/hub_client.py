@@ -35,7 +35,7 @@ from monitor.client.errors import (
     RequestTimeoutError,
     error_for,
 )
-from monitor.client.events import EventDispatcher, EventName, Handler
+from monitor.client.events import EventDispatcher, EventName, Handler, wait_event
 from monitor.client.stats import ClientStats
 from monitor.client.stream import MessageStream
 from monitor.client.token_source import TokenProvider, TokenSource
@@ -123,6 +123,7 @@ class HubClient:
         self._ping_after_s = DEFAULT_PING_AFTER_MS / 1000
         self._last_pong_sent = float("-inf")
         self._retry_at: float | None = None
+        self._close_requested = asyncio.Event()
 
     # -- public API ----------------------------------------------------------------------
 
@@ -214,12 +215,16 @@ class HubClient:
             assert self._authen is not None
             return self._authen
         self._closing = False
+        self._close_requested = asyncio.Event()
         self._error = None
         self._events.start()
         attempt = 0
         while True:
             try:
                 ws, reply, resumed = await self._open()
+                if self._closing:  # close() was called meanwhile
+                    ws.transport.abort()
+                    raise ConnectionLostError("client closed while connecting")
                 break
             except HubUnreachableError:
                 if not retry or self.backoff.gives_up_after(attempt + 1):
@@ -230,6 +235,9 @@ class HubClient:
                 raise
             await self._sleep_before_attempt(attempt)
             attempt += 1
+            if self._closing:
+                self._events.stop()
+                raise ConnectionLostError("client closed while connecting")
         self._attach(ws, reply, resumed)
         self._runner = asyncio.create_task(self._run(ws), name=f"hub-client {self.url}")
         if self._tokens.refresh_before is not None and (
@@ -303,6 +311,7 @@ class HubClient:
     async def close(self) -> None:
         """Close the connection, stop reconnecting, end every stream. Idempotent."""
         self._closing = True
+        self._close_requested.set()
         for task in (self._refresher, *self._resyncs):
             if task is not None:
                 task.cancel()
@@ -446,6 +455,8 @@ class HubClient:
         while not self._closing:
             await self._sleep_before_attempt(attempt)
             attempt += 1
+            if self._closing:
+                break
             try:
                 ws, reply, resumed = await self._open()
             except HubUnreachableError as exc:
@@ -458,6 +469,9 @@ class HubClient:
             except HubError as exc:
                 log.warning("reconnect refused: %s", exc)
                 self._error = exc
+                return None
+            if self._closing:  # close() was called while this attempt was under way
+                ws.transport.abort()
                 return None
             self.stats.reconnects += 1
             self._attach(ws, reply, resumed)
@@ -604,7 +618,7 @@ class HubClient:
         delay = self.backoff.delay(attempt, self._rng)
         self._retry_at = time.time() + delay
         try:
-            await asyncio.sleep(delay)
+            await wait_event(self._close_requested, delay)  # close() cuts the wait short
         finally:
             self._retry_at = None
 

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from monitor.client.events import EventDispatcher
+from monitor.client.events import EventDispatcher, wait_event
 from monitor.client.stats import ClientStats
 from monitor.tokens import decode_unverified
 
@@ -77,9 +77,7 @@ class TokenSource:
         self._events.start()
         self._events.emit("requestnewtoken", {"reason": reason,
                                               "exp": token_expiry(self.token)})
-        try:
-            await asyncio.wait_for(arrived.wait(), self._wait)
-        except TimeoutError:
+        if not await wait_event(arrived, self._wait):
             log.warning("no new token within %g s of requestnewtoken", self._wait)
             return False
         return True
@@ -94,13 +92,9 @@ class TokenSource:
             wait = None if exp is None else exp - before - time.time()
             if failures:
                 wait = max(wait or 0.0, min(30.0, 2.0 ** failures))
-            if wait is None or wait > 0:
-                try:
-                    await asyncio.wait_for(replaced.wait(), wait)
-                    failures = 0
-                    continue  # a new token arrived: schedule from its exp
-                except TimeoutError:
-                    pass
+            if (wait is None or wait > 0) and await wait_event(replaced, wait):
+                failures = 0
+                continue  # a new token arrived: schedule from its exp
             renewed = await self.obtain("expiring")
             exp = token_expiry(self.token)
             if renewed and (exp is None or exp - before > time.time()):

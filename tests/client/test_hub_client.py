@@ -9,6 +9,7 @@ import pytest
 
 from monitor.client import (
     AuthenticationError,
+    Backoff,
     ConnectionLostError,
     HubClient,
     HubUnreachableError,
@@ -160,6 +161,17 @@ async def test_unreachable_hub_raises_and_retry_waits_for_it(make_client):
     finally:
         await client.close()
         await hub.stop()
+
+
+async def test_close_stops_a_retrying_connect(make_client):
+    client = make_client(f"ws://127.0.0.1:{free_port()}/", agent_token("agent_1"),
+                         backoff=Backoff(base=5.0, cap=5.0))
+    connecting = asyncio.create_task(client.connect(retry=True))
+    await asyncio.sleep(0.05)
+    await client.close()
+    with pytest.raises(ConnectionLostError):
+        await asyncio.wait_for(connecting, 1)  # not after the 5 s backoff
+    assert not client.running
 
 
 async def test_messages_iterator_yields_messages_and_ends_on_close(fake, make_client):

@@ -217,6 +217,18 @@ async def test_gives_up_after_max_attempts_and_says_so(fake, make_client):
     assert events.of("disconnect")[0]["reconnecting"] is True
 
 
+async def test_close_during_a_reconnect_wait_returns_at_once(fake, make_client):
+    client = make_client(fake.url, watcher_token(), backoff=Backoff(base=5.0, cap=5.0))
+    events = Recorder(client)
+    await client.connect()
+    fake.drop_connections()
+    await events.wait("disconnect")
+    assert client.retry_at is not None and client.running
+    await asyncio.wait_for(client.close(), 1)
+    assert not client.running and client.retry_at is None
+    assert len(fake.authens) == 1
+
+
 async def test_request_in_flight_fails_with_connection_lost(fake, make_client):
     client = make_client(fake.url, token("agent_1", attributes=[("manual_status", TEAM)]))
     await client.connect()
@@ -229,11 +241,17 @@ async def test_request_in_flight_fails_with_connection_lost(fake, make_client):
 
 
 async def test_request_during_reconnect_waits_for_the_connection(fake, make_client):
+    class Longest(random.Random):
+        def uniform(self, a: float, b: float) -> float:
+            return b
+
     client = make_client(fake.url, token("agent_1", attributes=[("manual_status", TEAM)]),
-                         backoff=Backoff(base=0.1, cap=0.1))
+                         backoff=Backoff(base=0.2, cap=0.2), rng=Longest())
+    events = Recorder(client)
     await client.connect()
     fake.drop_connections()
-    await eventually(lambda: not client.connected)
+    await events.wait("disconnect")
+    assert not client.connected  # 0.2 s before the next attempt
     reply = await client.change_attribute("manual_status", "ready")
     assert reply["r"] == 0 and client.stats.reconnects == 1
     assert fake.values[("agent_1", "manual_status")] == "ready"

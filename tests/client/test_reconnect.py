@@ -275,13 +275,13 @@ async def test_silent_hub_is_detected_and_the_client_reconnects(fake, make_clien
 
 async def test_hub_pings_keep_a_quiet_connection_alive(make_client):
     from tests.client.fakehub import FakeHub
-    hub = FakeHub(ping_after_ms=50)
+    hub = FakeHub(ping_after_ms=100)
     hub.send_pings = True
     await hub.start()
     try:
-        client = make_client(hub.url, watcher_token(), silence_timeout=0.3)
+        client = make_client(hub.url, watcher_token(), silence_timeout=0.6)
         await client.connect()
-        await asyncio.sleep(0.7)
+        await asyncio.sleep(1.0)
         assert client.connected and client.stats.silent_hub == 0
         answers = [b for s, b in hub.conns[0].frames if s == Service.PING]
         assert len(answers) >= 5 and all(b == {} for b in answers)

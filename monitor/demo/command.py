@@ -27,7 +27,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     options = DemoOptions(agents=args.agents, speed=args.speed, seed=args.seed,
                           data=Path(args.data).expanduser() if args.data else None,
-                          headless=args.headless, duration=args.duration)
+                          headless=args.headless, duration=args.duration,
+                          ssh_port=args.ssh)
     try:
         return asyncio.run(run_demo(options))
     except KeyboardInterrupt:
@@ -50,4 +51,6 @@ def add_demo_command(sub: Any) -> None:
                       help="no monitor: print the URLs and tokens to attach one, and run")
     demo.add_argument("--duration", type=_positive_float, metavar="S",
                       help="stop after S seconds (default: until Ctrl-C or q)")
+    demo.add_argument("--ssh", type=int, metavar="PORT",
+                      help="also let anyone watch over SSH: ssh -p PORT demo@127.0.0.1")
     demo.set_defaults(handler=cmd_demo)

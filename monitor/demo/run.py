@@ -42,6 +42,7 @@ class DemoOptions:
     data: Path | None = None
     headless: bool = False
     duration: float | None = None  # stop by itself after so many seconds (headless runs)
+    ssh_port: int | None = None  # also open the SSH door (monitor.ssh) on this port
 
 
 def free_port() -> int:
@@ -186,9 +187,16 @@ async def run_demo(options: DemoOptions) -> int:
     _quiet_logs(options.data)
     demo = Demo(options)
     await demo.start()
+    door = None
     try:
+        if options.ssh_port is not None:
+            from monitor.ssh.server import open_demo_door
+
+            door = await open_demo_door(demo, options.ssh_port)
         if options.headless:
             demo.print_attach_help(sys.stdout)
+            if door is not None:
+                print(f"Over SSH: ssh -p {door.port} demo@127.0.0.1", flush=True)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             import signal
@@ -206,6 +214,8 @@ async def run_demo(options: DemoOptions) -> int:
             app = MonitorApp(HubFeed(demo.ws_url, demo.supervisor_token()), settings)
             await app.run_async()
     finally:
+        if door is not None:
+            await door.close()
         await demo.stop()
     print(demo.summary(), flush=True)
     return 0

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import asyncssh
 
-from monitor.config import user_data_dir
+from monitor.config import ConfigError, user_data_dir
 from monitor.ssh.keys import HOST_KEY_NAME, AuthorizedKeys, load_or_create_host_key
 from monitor.ssh.roles import Access, Roles
 from monitor.ssh.session import MonitorSession
@@ -309,4 +309,7 @@ async def open_demo_door(demo: Demo, port: int, host: str = "127.0.0.1",
     options = DoorOptions(host=host, port=port, max_sessions=max_sessions)
     if host_key is not None:
         options.host_key = host_key
-    return await Door(DemoPolicy(demo), demo.ws_url, options, authorized_keys=None).start()
+    try:
+        return await Door(DemoPolicy(demo), demo.ws_url, options, authorized_keys=None).start()
+    except OSError as exc:  # the port is taken, the host key unreadable
+        raise ConfigError(f"--ssh {port}: {exc.strerror or exc}") from None

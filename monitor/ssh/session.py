@@ -85,6 +85,7 @@ class MonitorSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self._size = (80, 24, 0, 0)
         self._command: str | None = None
         self._process: PtyProcess | None = None
+        self._typed_early = bytearray()  # keys typed while the process starts
         self._last_input = time.monotonic()
         self._gone = False  # the channel is closed
         self._ending: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -119,6 +120,8 @@ class MonitorSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self._last_input = time.monotonic()
         if self._process is not None:
             self._process.write(data)
+        elif len(self._typed_early) < 4096:
+            self._typed_early += data
 
     def terminal_size_changed(self, width: int, height: int, pixwidth: int,
                               pixheight: int) -> None:
@@ -191,6 +194,7 @@ class MonitorSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             await process.start(argv, child_env(self._term, self._chan.get_environment()),
                                 self._size[:2], cwd=self._door.tokens.directory)
             self._process = process
+            process.write(bytes(self._typed_early))
             log.info("event=session_start user=%s peer=%s pid=%s term=%s size=%dx%d "
                      "sessions=%d", self.login, self.peer, process.pid, self._term,
                      self._size[0], self._size[1], len(self._door.sessions))

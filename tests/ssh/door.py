@@ -92,14 +92,7 @@ class DoorProcess:
 
     def ssh_args(self, user: str, key: Path | None, *extra: str,
                  command: Sequence[str] = ()) -> list[str]:
-        """An OpenSSH command line for this door, touching no user config or agent."""
-        args = ["ssh", "-F", "/dev/null", "-p", str(self.port),
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-                "-o", "IdentityAgent=none"]
-        if key is not None:
-            args += ["-i", str(key)]
-        return [*args, *extra, f"{user}@127.0.0.1", *command]
+        return ssh_command(self.port, user, key, *extra, command=command)
 
     def ssh(self, user: str, key: Path | None, *extra: str, command: Sequence[str] = (),
             timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
@@ -108,6 +101,18 @@ class DoorProcess:
                               capture_output=True,
                               text=True, timeout=timeout, stdin=subprocess.DEVNULL,
                               check=False)
+
+
+def ssh_command(port: int, user: str, key: Path | None, *extra: str,
+                command: Sequence[str] = ()) -> list[str]:
+    """An OpenSSH command line for a door on 127.0.0.1, touching no user config or agent."""
+    args = ["ssh", "-F", "/dev/null", "-p", str(port),
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+            "-o", "IdentityAgent=none"]
+    if key is not None:
+        args += ["-i", str(key)]
+    return [*args, *extra, f"{user}@127.0.0.1", *command]
 
 
 class Tmux:

@@ -429,8 +429,8 @@ class HubClient:
                     pending.future.set_exception(
                         ConnectionLostError(f"connection lost before the reply ({reason})"))
         self._tracker.connection_lost()
-        self._events.emit("disconnect", {"code": code, "reason": reason,
-                                  "reconnecting": reconnecting})
+        self._events.emit("disconnect",
+                          {"code": code, "reason": reason, "reconnecting": reconnecting})
 
     async def _run(self, ws: ClientConnection) -> None:
         """Read the live connection; on a drop, reconnect until closed or refused."""
@@ -447,7 +447,9 @@ class HubClient:
             if self._ws is not None:
                 self._ws.transport.abort()
                 self._detach(self._ws, None, "client stopped", reconnecting=False)
-            if not self._closing:
+            if not self._closing:  # stopped for good on its own: no more token refreshes
+                if self._refresher is not None:
+                    self._refresher.cancel()
                 self._events.end_streams(self._error)
 
     async def _reconnect_after_drop(self) -> ClientConnection | None:
@@ -515,7 +517,7 @@ class HubClient:
 
     async def _handle(self, ws: ClientConnection, service: int, body: dict[str, Any]) -> None:
         if service == Service.SUBSCRIBE_FROM_SERVER:
-            self._on_topic_message(body)
+            self._on_topic_message(ws, body)
             return
         if service == Service.OTHER_DEVICE_AUTHEN:
             self._events.emit("otherdeviceauthen", body)
@@ -542,7 +544,7 @@ class HubClient:
 
     # -- topics --------------------------------------------------------------------------
 
-    def _on_topic_message(self, body: dict[str, Any]) -> None:
+    def _on_topic_message(self, ws: ClientConnection, body: dict[str, Any]) -> None:
         verdict = self._tracker.on_message(body)
         if verdict is Verdict.DELIVER:
             self._deliver(body)
@@ -551,8 +553,7 @@ class HubClient:
         elif verdict is Verdict.GAP:
             self.stats.gaps += 1
             log.info("gap on topic %s at seq %s: resyncing", body.get("topic"), body.get("seq"))
-            assert self._ws is not None
-            self._start_resync(body["topic"], "gap", self._ws)
+            self._start_resync(body["topic"], "gap", ws)
 
     def _deliver(self, body: dict[str, Any]) -> None:
         position = self._tracker.position(body.get("topic", ""))

@@ -7,7 +7,6 @@ user's token itself from the roles file, so users need nothing but ``ssh`` and a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -80,8 +79,10 @@ class DemoPolicy:
         return self.demo.supervisor_token()
 
 
-class TokenFiles:
-    """Each session's token in a private file, rewritten before it expires."""
+class SessionFiles:
+    """Each session's private directory (mode 0700): its token file, rewritten before the
+    token expires, and its home, so whatever the monitor saves (a screenshot) stays
+    there and goes with the session."""
 
     def __init__(self, mint: Callable[[Access], str], refresh_s: float = TOKEN_REFRESH_S) -> None:
         self.directory = tempfile.mkdtemp(prefix="monitor-ssh-")  # mode 0700
@@ -90,17 +91,21 @@ class TokenFiles:
         self._active: dict[int, Access] = {}
         self._task = asyncio.create_task(self._refresh_forever(), name="ssh-token-refresh")
 
-    def path(self, session_id: int) -> Path:
-        return Path(self.directory) / f"session-{session_id}.token"
+    def home(self, session_id: int) -> Path:
+        return Path(self.directory) / f"session-{session_id}"
+
+    def token_path(self, session_id: int) -> Path:
+        return self.home(session_id) / "token"
 
     def create(self, session_id: int, access: Access) -> Path:
-        """Write a fresh token for ``access``; the file's path."""
+        """Make the session's directory with a fresh token for ``access``; the directory."""
+        self.home(session_id).mkdir(mode=0o700)
         self._active[session_id] = access
         self._write(session_id)
-        return self.path(session_id)
+        return self.home(session_id)
 
     def _write(self, session_id: int) -> None:
-        path = self.path(session_id)
+        path = self.token_path(session_id)
         new = path.with_suffix(".new")
         fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -109,8 +114,7 @@ class TokenFiles:
 
     def remove(self, session_id: int) -> None:
         self._active.pop(session_id, None)
-        with contextlib.suppress(FileNotFoundError):
-            self.path(session_id).unlink()
+        shutil.rmtree(self.home(session_id), ignore_errors=True)
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -155,7 +159,7 @@ class Door:
         self._all: set[MonitorSession] = set()
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self.host_key: asyncssh.SSHKey | None = None
-        self.tokens: TokenFiles
+        self.files: SessionFiles
 
     @property
     def max_sessions(self) -> int:
@@ -173,7 +177,7 @@ class Door:
     async def start(self) -> Door:
         """Load (or make) the host key and start listening."""
         self.host_key = load_or_create_host_key(self.options.host_key)
-        self.tokens = TokenFiles(self.policy.mint)
+        self.files = SessionFiles(self.policy.mint)
         try:
             self._acceptor = await asyncssh.listen(
                 self.options.host, self.options.port,
@@ -183,7 +187,7 @@ class Door:
                 gss_host=None, kbdint_auth=False, password_auth=False,
                 agent_forwarding=False, x11_forwarding=False)
         except BaseException:
-            self.tokens.close()
+            self.files.close()
             raise
         log.info("event=ssh_listening host=%s port=%d fingerprint=%s hub=%s max_sessions=%d",
                  self.options.host, self.port, self.host_key.get_fingerprint(), self.hub_url,
@@ -218,7 +222,7 @@ class Door:
         tasks = [s.task for s in self._all if s.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=10)
-        self.tokens.close()
+        self.files.close()
 
 
 class DoorConnection(asyncssh.SSHServer):

@@ -47,9 +47,9 @@ NO_COMMAND_TEXT = ("monitor: this door runs only the live monitor, no commands: 
 _session_ids = itertools.count(1)
 
 
-def child_env(term: str | None, client_env: Mapping[str, str]) -> dict[str, str]:
+def child_env(term: str | None, client_env: Mapping[str, str], home: str) -> dict[str, str]:
     """The child's environment: built fresh, so nothing of the door's (tokens, secrets)
-    leaks into it; ``TERM`` from the client, UTF-8 everywhere."""
+    leaks into it; ``TERM`` from the client, UTF-8 everywhere; ``home`` its own."""
     env = {
         "TERM": term if term and _TERM_RE.fullmatch(term) else DEFAULT_TERM,
         "LANG": "C.UTF-8",
@@ -58,11 +58,13 @@ def child_env(term: str | None, client_env: Mapping[str, str]) -> dict[str, str]
         "PATH": os.environ.get("PATH", os.defpath),
         "PYTHONPATH": os.pathsep.join(
             p for p in (PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")) if p),
+        "HOME": home,
+        # Themes are read from the door's user's config dir; nothing is written there.
+        "XDG_CONFIG_HOME": os.environ.get("XDG_CONFIG_HOME")
+        or os.path.join(os.path.expanduser("~"), ".config"),
     }
-    # Themes and the settings' defaults are the door's user's.
-    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "TZ"):
-        if name in os.environ:
-            env[name] = os.environ[name]
+    if "TZ" in os.environ:
+        env["TZ"] = os.environ["TZ"]
     colorterm = client_env.get("COLORTERM", "")
     if colorterm in ("truecolor", "24bit"):
         env["COLORTERM"] = colorterm
@@ -181,18 +183,18 @@ class MonitorSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
     async def _serve(self) -> None:
         assert self._chan is not None
         started = time.monotonic()
-        token_file = self._door.tokens.create(self.id, self.access)
+        home = self._door.files.create(self.id, self.access)
         process = PtyProcess(self._output)
         argv = [sys.executable, "-m", "monitor.ssh.child", "tui", "--url", self._door.hub_url,
-                "--token-file", str(token_file), "--settings", self._door.settings_path]
+                "--token-file", str(home / "token"), "--settings", self._door.settings_path]
         if self.access.read_only:
             argv.append("--read-only")
         exited: asyncio.Task[int] | None = None
         idle = asyncio.create_task(self._idle())
         reason = "failed"
         try:
-            await process.start(argv, child_env(self._term, self._chan.get_environment()),
-                                self._size[:2], cwd=self._door.tokens.directory)
+            env = child_env(self._term, self._chan.get_environment(), str(home))
+            await process.start(argv, env, self._size[:2], cwd=str(home))
             self._process = process
             process.write(bytes(self._typed_early))
             log.info("event=session_start user=%s peer=%s pid=%s term=%s size=%dx%d "
@@ -218,7 +220,7 @@ class MonitorSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             await process.terminate()
             process.close()
             self._process = None
-            self._door.tokens.remove(self.id)
+            self._door.files.remove(self.id)
             log.info("event=session_end user=%s peer=%s reason=%s seconds=%.1f",
                      self.login, self.peer, reason, time.monotonic() - started)
 

@@ -153,11 +153,13 @@ def _supervisor_and_agent(site: Site, tmux: Tmux) -> None:
     assert environ["TERM"] == "xterm-256color" and environ["LANG"] == "C.UTF-8"
     assert environ["COLORTERM"] == "truecolor" and "SECRET" not in environ
     assert not any(k.startswith("MONITOR_") for k in environ)
+    assert environ["HOME"] == os.readlink(f"/proc/{pid}/cwd")  # a private dir of its own
     token_file = Path(cmdline[cmdline.index(b"--token-file") + 1].decode())
     token = token_file.read_text().strip()
     assert token.count(".") == 2 and all(token.encode() not in arg for arg in cmdline)
     assert token_file.stat().st_mode & 0o777 == 0o600
     assert token_file.parent.stat().st_mode & 0o777 == 0o700
+    assert str(token_file.parent) == environ["HOME"]
 
     # The agent sees his own screen and sets his status with a key.
     login(tmux, site, "agent_1", "agent_1")
@@ -199,14 +201,14 @@ def _supervisor_and_agent(site: Site, tmux: Tmux) -> None:
     wait_until(lambda: session_of(site, "agent_1", "session_end").get("reason") == "disconnect",
                "the agent's session end", explain=site.door.log)
     wait_until(lambda: process_gone(agent_pid), "the agent's process to go")
-    assert not agent_token.exists()
+    assert not agent_token.parent.exists()
 
     # The supervisor quits with q: the session ends with the monitor's exit status.
     tmux.keys("sup", "q")
     wait_until(lambda: "[ssh exited 0]" in tmux.screen("sup"), "the supervisor's exit",
                explain=lambda: tmux.screen("sup"))
     assert session_of(site, "sup", "session_end")["reason"] == "quit"
-    assert process_gone(pid) and not token_file.exists()
+    assert process_gone(pid) and not token_file.parent.exists()
 
 
 def test_idle_sessions_time_out_and_a_stopping_door_ends_its_sessions(

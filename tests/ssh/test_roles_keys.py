@@ -131,14 +131,18 @@ def test_the_child_environment_is_fresh_utf8_and_honours_term(
     monkeypatch.setenv("MONITOR_TOKEN", "the-door-operator's")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
     monkeypatch.setenv("COLUMNS", "40")
-    env = child_env("screen-256color", {"COLORTERM": "truecolor", "LC_ALL": "C"})
+    monkeypatch.setenv("HOME", "/home/door")
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    env = child_env("screen-256color", {"COLORTERM": "truecolor", "LC_ALL": "C"}, "/s/1")
+    # its own home (what it saves stays in the session's directory), the door's themes
+    assert env["HOME"] == "/s/1" and env["XDG_CONFIG_HOME"] == "/home/door/.config"
     assert env["TERM"] == "screen-256color" and env["COLORTERM"] == "truecolor"
     assert env["LANG"] == "C.UTF-8" and env["PYTHONUTF8"] == "1" and "LC_ALL" not in env
     assert not {"MONITOR_TOKEN", "AWS_SECRET_ACCESS_KEY", "COLUMNS"} & set(env)
     # a missing or strange TERM becomes a safe default
-    assert child_env("", {})["TERM"] == "xterm-256color"
-    assert child_env("x\x1b]0;evil", {})["TERM"] == "xterm-256color"
-    assert "COLORTERM" not in child_env("xterm", {"COLORTERM": "$(reboot)"})
+    assert child_env("", {}, "/s/1")["TERM"] == "xterm-256color"
+    assert child_env("x\x1b]0;evil", {}, "/s/1")["TERM"] == "xterm-256color"
+    assert "COLORTERM" not in child_env("xterm", {"COLORTERM": "$(reboot)"}, "/s/1")
 
 
 def test_ssh_serve_without_roles_or_keys_is_a_usage_error(

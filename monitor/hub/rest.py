@@ -122,7 +122,7 @@ def build_app(hub: "Hub") -> FastAPI:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         r = Result.USER_NOT_FOUND if exc.status_code == 404 else Result.INVALID_REQUEST
         return JSONResponse({"r": int(r), "message": str(exc.detail)},
-                            status_code=exc.status_code)
+                            status_code=exc.status_code, headers=exc.headers)  # e.g. Allow
 
     def project_of(
         x_stringee_auth: Annotated[str | None, Header(alias="X-STRINGEE-AUTH")] = None,

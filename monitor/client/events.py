@@ -16,7 +16,8 @@ from monitor.client.stream import MessageStream, StaleCheck
 log = logging.getLogger("monitor.client")
 
 EventName = Literal["messagefromtopic", "authen", "disconnect", "connect",
-                    "requestnewtoken", "otherdeviceauthen", "resync"]
+                    "requestnewtoken", "otherdeviceauthen", "resync",
+                    "incomingcall", "callstate"]
 #: The events :meth:`HubClient.on` accepts.
 EVENTS: frozenset[str] = frozenset(get_args(EventName))
 

@@ -40,7 +40,15 @@ from monitor.client.stats import ClientStats
 from monitor.client.stream import MessageStream
 from monitor.client.token_source import TokenProvider, TokenSource
 from monitor.client.topics import TopicPosition, TopicTracker, Verdict
-from monitor.protocol import FrameError, RequestError, Result, Service, decode, encode
+from monitor.protocol import (
+    CallService,
+    FrameError,
+    RequestError,
+    Result,
+    Service,
+    decode,
+    encode,
+)
 
 log = logging.getLogger("monitor.client")
 
@@ -256,6 +264,35 @@ class HubClient:
         """
         return await self.request(Service.CHANGE_ATTRIBUTE,
                                   {"attribute": name, "value": value}, timeout=timeout)
+
+    # -- call control (docs/protocol.md, services 1010-1017) ------------------------------
+
+    async def make_call(self, to: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """Call user ``to``; the reply's ``call`` is ``Calling`` (or ``Ended`` with
+        ``endReason: "busy"`` when nobody can take it). Every connection of the callee gets
+        an ``incomingcall`` event; both parties get ``callstate`` on each transition."""
+        return await self.request(CallService.MAKE_CALL, {"to": to}, timeout=timeout)
+
+    async def ringing(self, call_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """Tell the caller this device is ringing (callee only)."""
+        return await self.request(CallService.RINGING, {"callId": call_id}, timeout=timeout)
+
+    async def answer(self, call_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """Answer a call (callee only; the first device to answer wins, others get r=27)."""
+        return await self.request(CallService.ANSWER, {"callId": call_id}, timeout=timeout)
+
+    async def reject(self, call_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """Refuse a call that has not been answered (callee only)."""
+        return await self.request(CallService.REJECT, {"callId": call_id}, timeout=timeout)
+
+    async def hangup(self, call_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """End a call (either party)."""
+        return await self.request(CallService.HANGUP, {"callId": call_id}, timeout=timeout)
+
+    async def list_calls(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
+        """This user's calls in progress."""
+        reply = await self.request(CallService.LIST_CALLS, {}, timeout=timeout)
+        return list(reply.get("calls", []))
 
     async def snapshot(self, topic: str, *, timeout: float | None = None) -> dict[str, Any]:
         """Read ``topic``'s current values (TOPIC_SNAPSHOT): ``epoch``, ``seq``, ``values``.
@@ -521,6 +558,12 @@ class HubClient:
             return
         if service == Service.OTHER_DEVICE_AUTHEN:
             self._events.emit("otherdeviceauthen", body)
+            return
+        if service == CallService.INCOMING_CALL:
+            self._events.emit("incomingcall", body)
+            return
+        if service == CallService.CALL_STATE:
+            self._events.emit("callstate", body)
             return
         request_id = body.get("requestId")
         pending = self._pending.pop(request_id, None) if isinstance(request_id, int) else None

@@ -114,7 +114,8 @@ def _roles_door(args: argparse.Namespace) -> Any:
     if not args.roles or not args.authorized_keys:
         raise UsageError("ssh-serve needs --roles FILE and --authorized-keys DIR|FILE "
                          "(or --demo)")
-    roles = load_roles(Path(args.roles).expanduser())
+    roles_path = Path(args.roles).expanduser()
+    roles = load_roles(roles_path)
     keys = AuthorizedKeys(Path(args.authorized_keys).expanduser())
     try:
         keys.check()
@@ -129,8 +130,9 @@ def _roles_door(args: argparse.Namespace) -> Any:
     else:
         key = config.default_key()[1]
     hub_url = args.hub or hub_url_from_config(config.hub.host, config.hub.ws_port)
-    return Door(RolesPolicy(roles, key.sid, key.secret), hub_url, _door_options(args),
-                authorized_keys=keys, settings_path=_session_settings(args.settings))
+    policy = RolesPolicy(roles, key.sid, key.secret, path=roles_path)
+    return Door(policy, hub_url, _door_options(args), authorized_keys=keys,
+                settings_path=_session_settings(args.settings))
 
 
 async def _wait_for_signal() -> None:

@@ -20,7 +20,7 @@ import asyncssh
 
 from monitor.config import ConfigError, user_data_dir
 from monitor.ssh.keys import HOST_KEY_NAME, AuthorizedKeys, load_or_create_host_key
-from monitor.ssh.roles import Access, Roles
+from monitor.ssh.roles import Access, Roles, load_roles
 from monitor.ssh.session import MonitorSession
 from monitor.tokens import mint_client_token
 
@@ -46,17 +46,49 @@ class Policy(Protocol):
     def mint(self, access: Access) -> str: ...
 
 
-@dataclass
 class RolesPolicy:
-    """Users from a roles file; tokens signed with the project's API key."""
+    """Users from a roles file; tokens signed with the project's API key.
 
-    roles: Roles
-    key_sid: str
-    secret: str
-    ttl_s: int = TOKEN_TTL_S
+    With ``path``, the file is read again when it changes (at the next login), so users
+    come and go without a restart; an edit that does not parse is logged and the last
+    good roles stay.
+    """
+
+    def __init__(self, roles: Roles, key_sid: str, secret: str, *, path: Path | None = None,
+                 ttl_s: int = TOKEN_TTL_S) -> None:
+        self.roles = roles
+        self.key_sid = key_sid
+        self.secret = secret
+        self.path = path
+        self.ttl_s = ttl_s
+        self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        if self.path is None:
+            return None
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def current(self) -> Roles:
+        """The roles, read again first if the file changed."""
+        stamp = self._file_stamp()
+        if stamp is not None and stamp != self._stamp:
+            self._stamp = stamp
+            assert self.path is not None
+            try:
+                self.roles = load_roles(self.path)
+            except ConfigError as exc:
+                log.error("event=roles_invalid error=%r kept=previous", str(exc))
+            else:
+                log.info("event=roles_reloaded path=%s users=%d", self.path,
+                         len(self.roles.users))
+        return self.roles
 
     def access(self, login: str) -> Access | None:
-        return self.roles.access(login)
+        return self.current().access(login)
 
     def mint(self, access: Access) -> str:
         return mint_client_token(self.key_sid, self.secret, access.user_id,

@@ -3,6 +3,8 @@ environment and the command line."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from pathlib import Path
 
@@ -156,3 +158,56 @@ def test_ssh_serve_without_roles_or_keys_is_a_usage_error(
                  str(tmp_path / "missing"), "--host-key", str(tmp_path / "k")]) == 2
     assert "--authorized-keys" in capsys.readouterr().err
     assert os.listdir(tmp_path) == ["roles.toml"]
+
+
+def test_an_edited_roles_file_applies_at_the_next_login_and_a_broken_one_is_ignored(
+        tmp_path: Path) -> None:
+    from monitor.ssh.server import RolesPolicy
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+
+    path = tmp_path / "roles.toml"
+    path.write_text(ROLES)
+    policy = RolesPolicy(load_roles(path), "SK1", "s" * 32, path=path)
+    assert policy.access("bob") is None
+    path.write_text(ROLES + '\n[[users]]\nname = "bob"\nrole = "agent"\nteam = "billing"\n')
+    bob = policy.access("bob")
+    assert bob is not None and bob.attributes[0].topic == "t.billing"
+    path.write_text(ROLES + "\n[[users]]\nname = \"carol\"\n")  # no role: refused
+    logging.getLogger("monitor.ssh").addHandler(handler)
+    try:
+        assert policy.access("bob") is not None  # the last good roles stay
+    finally:
+        logging.getLogger("monitor.ssh").removeHandler(handler)
+    [record] = records
+    assert record.levelno == logging.ERROR and "event=roles_invalid" in record.getMessage()
+    assert "users[2].role" in record.getMessage()
+    assert policy.access("carol") is None
+
+
+async def test_session_files_are_private_refreshed_and_removed() -> None:
+    from monitor.ssh.roles import Access
+    from monitor.ssh.server import SessionFiles
+
+    minted = iter(range(1000))
+    files = SessionFiles(lambda access: f"{access.user_id}.{next(minted)}.sig",
+                         refresh_s=0.05)
+    try:
+        home = files.create(7, Access("ann"))
+        token = home / "token"
+        assert token.read_text() == "ann.0.sig\n"
+        assert home.stat().st_mode & 0o777 == 0o700 and token.stat().st_mode & 0o777 == 0o600
+        assert Path(files.directory).stat().st_mode & 0o777 == 0o700
+        for _ in range(100):
+            if token.read_text() != "ann.0.sig\n":
+                break
+            await asyncio.sleep(0.02)
+        assert token.read_text().startswith("ann.") and token.read_text() != "ann.0.sig\n"
+        assert sorted(p.name for p in home.iterdir()) == ["token"]  # no .new left behind
+        files.remove(7)
+        assert not home.exists()
+    finally:
+        files.close()
+    assert not Path(files.directory).exists()

@@ -214,8 +214,9 @@ def _check_answers(service: int | None, body: dict[str, Any] | None,
     event(f"service {service if service in ALLOWED_R else 'other'}: r = {reply['body']['r']}")
     assert reply["body"]["r"] in ALLOWED_R.get(service, {21}), (service, body, reply)
     assert isinstance(reply["body"].get("message"), str), reply
-    if body.get("requestId") is None:
-        assert "requestId" not in reply["body"], reply
+    request_id = body.get("requestId")
+    if request_id is None or (isinstance(request_id, float) and not math.isfinite(request_id)):
+        assert "requestId" not in reply["body"], reply  # NaN would not be JSON
     else:
         assert same_json(reply["body"]["requestId"], body["requestId"]), reply
     for frame in answers:
@@ -259,6 +260,7 @@ def test_fuzzed_requests_get_documented_answers_and_harm_nobody(fuzz_hub: HubPro
               + "[" * 950 + "]" * 950 + "}}", {"attribute": "n", "value": 1,
                                                 "requestId": [[]]}))
     @example(('{"service": 1e400, "body": {}}', None))
+    @example(('{"service": 1, "body": {"requestId": NaN}}', {"requestId": float("nan")}))
     @example(('{"service": 103, "body": {"attribute": "note", "value": NaN}}',
               {"attribute": "note", "value": float("nan")}))
     def run(case: tuple[str, dict[str, Any] | None]) -> None:

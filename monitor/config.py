@@ -56,6 +56,9 @@ class HubSettings:
     auth_rate_per_ip: int = 200
     auth_burst_per_ip: int = 1000
     log_level: str = "info"
+    # Many nodes: Redis holds the state and carries topic messages (docs/scaling.md).
+    redis_url: str = ""
+    node_lease_ms: int = 10000
 
     def resolved_data_dir(self) -> Path:
         """``data_dir`` or the user data dir when unset."""
@@ -63,7 +66,8 @@ class HubSettings:
 
 
 _POSITIVE = {"ws_port", "api_port", "ping_after_ms", "auth_timeout_ms", "history_size",
-             "send_buffer_limit", "call_no_answer_ms", "auth_rate_per_ip", "auth_burst_per_ip"}
+             "send_buffer_limit", "call_no_answer_ms", "auth_rate_per_ip", "auth_burst_per_ip",
+             "node_lease_ms"}
 _PORTS = {"ws_port", "api_port"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_SETTING = 2**31 - 1
@@ -298,6 +302,10 @@ auth_rate_per_ip = 200
 auth_burst_per_ip = 1000
 # debug, info, warning or error.
 log_level = "info"
+# Several nodes behind a load balancer share state through Redis (docs/scaling.md):
+# redis_url = "redis://127.0.0.1:6379/0"
+# A node that stops renewing its lease for this long is presumed dead; its users go offline.
+# node_lease_ms = 10000
 
 # One [[projects]] table per tenant. Projects never see each other's users.
 [[projects]]

@@ -38,5 +38,8 @@ def add_hub_command(sub: Any) -> None:
     add_config_flag(hub)
     hub.add_argument("--data", dest="setting_data_dir", metavar="DIR",
                      help="directory of the durable state (overrides data_dir)")
+    hub.add_argument("--redis", dest="setting_redis_url", metavar="URL",
+                     help="run as one node of many, sharing state through Redis, e.g. "
+                          "redis://HOST:6379/0 (overrides redis_url)")
     add_hub_setting_flags(hub)
     hub.set_defaults(handler=cmd_hub)

@@ -8,7 +8,8 @@ import logging
 import signal
 import time
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from websockets.asyncio.server import Server, serve
@@ -24,6 +25,10 @@ from monitor.hub.state import Effects, HubState
 from monitor.hub.store.sqlite import SqliteStore
 from monitor.hub.ws import CLOSE_GOING_AWAY, CLOSE_KICKED, Endpoint, Peer, Peers
 from monitor.protocol import MAX_FRAME_BYTES, ONLINE_STATUS
+
+if TYPE_CHECKING:
+    from monitor.hub.cluster.node import ClusterNode
+    from monitor.hub.cluster.pipeline import ClusterPipeline
 
 log = logging.getLogger("monitor.hub")
 
@@ -43,7 +48,11 @@ class Hub:
         self.config = config
         self.metrics = HubMetrics()
         settings = config.hub
-        self.state = HubState([p.id for p in config.projects],
+        state_class = HubState
+        if settings.redis_url:  # one node of many: the state follows Redis
+            from monitor.hub.cluster.state import ClusterState
+            state_class = ClusterState
+        self.state = state_class([p.id for p in config.projects],
                               history_size=settings.history_size,
                               offline_grace_ms=settings.offline_grace_ms,
                               ping_after_ms=settings.ping_after_ms)
@@ -52,7 +61,8 @@ class Hub:
         self.kicked: set[Peer] = set()
         self.calls: Calls | None = None
         self.store: SqliteStore | None = None
-        self.pipeline: CommitPipeline | None = None
+        self.cluster: ClusterNode | None = None
+        self.pipeline: CommitPipeline | ClusterPipeline | None = None
         self.peers: Peers | None = None
         self.ws_server: Server | None = None
         self.rest_server: _EmbeddedUvicorn | None = None
@@ -81,10 +91,13 @@ class Hub:
                    if u.value(ONLINE_STATUS) == "online")
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "connections": self.metrics.connections,
-                "usersOnline": self.users_online(),
-                "storeFailures": self.pipeline.failures if self.pipeline else 0,
-                "uptimeS": round(time.time() - self.started_at, 1)}
+        out = {"status": "ok", "connections": self.metrics.connections,
+               "usersOnline": self.users_online(),
+               "storeFailures": self.pipeline.failures if self.pipeline else 0,
+               "uptimeS": round(time.time() - self.started_at, 1)}
+        if self.cluster is not None:
+            out.update(self.cluster.health())
+        return out
 
     def schedule_offline_expiry(self) -> None:
         """Run the grace-period expiry when the next one is due."""
@@ -120,6 +133,8 @@ class Hub:
 
     def kick(self, project_id: int, user_id: str) -> int:
         """Close every connection of a user; they go offline without the grace period."""
+        if self.cluster is not None:
+            return self.cluster.kick(project_id, user_id)
         assert self.peers is not None
         handles = self.state.user_handles(project_id, user_id)
         for peer in handles:
@@ -136,7 +151,38 @@ class Hub:
         """Load the store, then listen on both ports."""
         settings = self.config.hub
         data_dir = settings.resolved_data_dir()
-        full = settings.sqlite_synchronous == "full"
+        if settings.redis_url:
+            from monitor.hub.cluster.node import ClusterNode
+            self.peers = Peers(self)
+            self.calls = Calls(self)
+            self.cluster = ClusterNode(self)
+            self.pipeline = await self.cluster.start()
+        else:
+            self._open_sqlite(data_dir)
+        endpoint = Endpoint(self, self.peers)
+        self.ws_server = await serve(
+            endpoint.handle, settings.host, settings.ws_port, compression=None,
+            max_size=MAX_FRAME_BYTES, ping_interval=None, close_timeout=5,
+            max_queue=64, server_header=None)
+        app = build_app(self)
+        if self.cluster is not None:
+            self.cluster.install(app)
+        self.rest_server = _EmbeddedUvicorn(uvicorn.Config(
+            app, host=settings.host, port=settings.api_port, log_level="warning",
+            lifespan="off", access_log=False))
+        self._tasks = [asyncio.create_task(self.peers.ping_forever()),
+                       asyncio.create_task(self.rest_server.serve())]
+        while not self.rest_server.started:
+            if self._tasks[1].done():
+                self._tasks[1].result()  # raises the reason it could not start
+            await asyncio.sleep(0.01)
+        log.info("event=started ws=ws://%s:%d/ api=http://%s:%d data=%s users=%d projects=%d",
+                 settings.host, settings.ws_port, settings.host, settings.api_port, data_dir,
+                 len(self.state.users), len(self.config.projects))
+
+    def _open_sqlite(self, data_dir: Path) -> None:
+        """One node: state in SQLite, loaded into memory."""
+        full = self.config.hub.sqlite_synchronous == "full"
         # NORMAL commits do not wait for the disk: write them on the loop, checkpoint
         # elsewhere. FULL commits fsync: write them on a thread.
         self.store = SqliteStore(data_dir / "hub.sqlite3", "FULL" if full else "NORMAL",
@@ -153,24 +199,6 @@ class Hub:
         self.pipeline = CommitPipeline(self.store.write, self.peers.emit, threaded=full)
         self.calls = Calls(self)
         self.calls.restore(self.store.load_calls())
-        endpoint = Endpoint(self, self.peers)
-        self.ws_server = await serve(
-            endpoint.handle, settings.host, settings.ws_port, compression=None,
-            max_size=MAX_FRAME_BYTES, ping_interval=None, close_timeout=5,
-            max_queue=64, server_header=None)
-        app = build_app(self)
-        self.rest_server = _EmbeddedUvicorn(uvicorn.Config(
-            app, host=settings.host, port=settings.api_port, log_level="warning",
-            lifespan="off", access_log=False))
-        self._tasks = [asyncio.create_task(self.peers.ping_forever()),
-                       asyncio.create_task(self.rest_server.serve())]
-        while not self.rest_server.started:
-            if self._tasks[1].done():
-                self._tasks[1].result()  # raises the reason it could not start
-            await asyncio.sleep(0.01)
-        log.info("event=started ws=ws://%s:%d/ api=http://%s:%d data=%s users=%d projects=%d",
-                 settings.host, settings.ws_port, settings.host, settings.api_port, data_dir,
-                 len(self.state.users), len(self.config.projects))
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -182,8 +210,9 @@ class Hub:
     async def stop(self) -> None:
         """Close every connection with a close frame, flush, save, stop listening."""
         log.info("event=stopping connections=%d", self.metrics.connections)
-        if self.calls is not None:
-            # Parties learn their calls ended before their connections close.
+        if self.calls is not None and self.cluster is None:
+            # Parties learn their calls ended before their connections close (on a node
+            # of many, calls live on: each party's calls end when its connections do).
             await asyncio.gather(*self.calls.end_all(EndReason.HUB_SHUTDOWN))
         if self.ws_server is not None:
             self.ws_server.close(close_connections=False)
@@ -202,6 +231,8 @@ class Hub:
         if self.pipeline is not None:
             await self.pipeline.drain()
             self.pipeline.close()
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self.store is not None:
             self.store.close()
         log.info("event=stopped")

@@ -254,6 +254,21 @@ class HubState:
 
     # -- publishing: the one place topic messages are made ---------------------------------
 
+    @staticmethod
+    def message(project_id: int, user_id: str, name: str, old: Any, new: Any, now_ms: int,
+                call_ended: bool, display_name: str | None,
+                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The ``message`` of a topic message about one attribute change."""
+        message: dict[str, Any] = {
+            "attribute": name, "newValue": new, "oldValue": old, "userId": user_id,
+            "projectId": project_id, "timestamp": now_ms, "callEnded": call_ended,
+        }
+        if display_name:
+            message["displayName"] = display_name
+        if extra:
+            message.update(extra)
+        return message
+
     def _publish(self, user: User, name: str, old: Any, new: Any, now_ms: int,
                  extra: Mapping[str, Any] | None = None,
                  published: list[tuple[Topic, int]] | None = None) -> list[Send]:
@@ -262,19 +277,20 @@ class HubState:
             topics.append(ALL_CALL_STATUS)
         if not topics:
             return []
-        message: dict[str, Any] = {
-            "attribute": name, "newValue": new, "oldValue": old, "userId": user.user_id,
-            "projectId": user.project_id, "timestamp": now_ms,
-            "callEnded": not user.in_call(),
-        }
-        if user.display_name:
-            message["displayName"] = user.display_name
-        if extra:
-            message.update(extra)
+        message = self.message(user.project_id, user.user_id, name, old, new, now_ms,
+                               not user.in_call(), user.display_name, extra)
+        return self.publish_message(user.project_id, message,
+                                    [(t, None) for t in topics], published)
+
+    def publish_message(self, project_id: int, message: Mapping[str, Any],
+                        topics: Sequence[tuple[str, int | None]],
+                        published: list[tuple[Topic, int]] | None = None) -> list[Send]:
+        """Send ``message`` to ``topics``: each ``(name, seq)`` takes the next seq of the
+        topic, or ``seq`` where given (a multi-node hub numbers messages centrally)."""
         sends: list[Send] = []
-        for name_ in topics:
-            topic = self._topic(user.project_id, name_)
-            topic.seq += 1
+        for name_, seq in topics:
+            topic = self._topic(project_id, name_)
+            topic.seq = topic.seq + 1 if seq is None else seq
             frame = encode(Service.SUBSCRIBE_FROM_SERVER,
                            {"topic": topic.name, "seq": topic.seq, "message": message})
             topic.history.append((topic.seq, frame))

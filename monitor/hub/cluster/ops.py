@@ -1,0 +1,84 @@
+"""What a node of a multi-node hub proposes to Redis (besides the store rows of state.py).
+
+A proposal is decided by Redis, not by the node: whether a value changed, the seq of each
+topic message, whether a user went online or offline. The node learns the outcome from the
+log, like every other node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.hub.state import Send
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Set one attribute; Redis publishes it if it differs (or ``always``)."""
+
+    project_id: int
+    user_id: str
+    name: str
+    value: Any
+    updated_ms: int
+    extra: Mapping[str, Any] | None = None
+    always: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """A connection of this node authenticated: the user is online while it lasts.
+
+    ``after`` runs once the proposal is in the log and applied here: it answers the
+    AUTHEN and subscribes the connection (see :meth:`ClusterState.authenticate`).
+    """
+
+    project_id: int
+    user_id: str
+    connection_id: str
+    now_ms: int
+    after: Callable[[], list[Send]] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """A connection of this node is gone. If it was the user's last on any node, the
+    user goes offline after ``grace_ms`` (0: now), see :class:`Expire`."""
+
+    project_id: int
+    user_id: str
+    connection_id: str
+    now_ms: int
+    grace_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Expire:
+    """The grace period of a user who left this node ran out: offline, unless the user
+    has a connection again somewhere or left again later."""
+
+    project_id: int
+    user_id: str
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """A frame for every connection, on every node, of some users (call notices)."""
+
+    project_id: int
+    user_ids: tuple[str, ...]
+    frame: str
+
+
+@dataclass(frozen=True, slots=True)
+class Kick:
+    """Close every connection of a user on every node."""
+
+    project_id: int
+    user_id: str
+
+
+ClusterOp = Change | Connect | Disconnect | Expire | Notify | Kick

@@ -1,0 +1,215 @@
+"""The Redis side of a multi-node hub: proposals in, state out.
+
+:meth:`RedisStore.write` turns a batch of store ops and proposals into one pipeline of
+EVALSHA calls (one round trip per batch, whatever its size). :meth:`RedisStore.load`
+reads a project's state and the point of the log it corresponds to.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from monitor.hub.cluster import scripts
+from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire, Kick, Notify
+from monitor.hub.state import CallRow, UserRow
+from monitor.protocol import ALL_CALL_STATUS, CALL
+from monitor.tokens import Grants
+
+log = logging.getLogger("monitor.hub")
+
+LOG_MAXLEN = 100_000  # entries kept in a project's log (approximately)
+LOAD_CHUNK = 500
+HISTORY_WINDOW = 20_000  # log entries read at start to rebuild topic histories
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def dumps(value: Any) -> str:
+    """A value as stored and compared in Redis: the same text on every node."""
+    return _dumps(value)
+
+
+def prefix(project_id: int) -> str:
+    """Key prefix of a project; ``{P}`` keeps its keys in one Redis Cluster slot."""
+    return f"hub:{{{project_id}}}:"
+
+
+def stream_id(text: str) -> tuple[int, int]:
+    """A log entry id as a comparable pair."""
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def grant_map(grants: Grants) -> list[str]:
+    """Attribute, "topic topic" pairs for the LOGIN script (what each change publishes to)."""
+    out: list[str] = []
+    for name in dict.fromkeys(g.attribute for g in grants.attributes):
+        topics = [t for t in grants.topics_for(name) if not (name == CALL and
+                                                              t == ALL_CALL_STATUS)]
+        if topics:
+            out += [name, " ".join(dict.fromkeys(topics))]
+    return out
+
+
+def connect(url: str, timeout_s: float = 5.0) -> Redis:
+    """A client that never retries by itself: a write that may have happened is reported
+    failed, not sent twice."""
+    return Redis.from_url(url, decode_responses=True, socket_timeout=timeout_s,
+                          socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0),
+                          health_check_interval=0)
+
+
+@dataclass
+class ProjectState:
+    """One project as read at start or resync."""
+
+    project_id: int
+    epoch: str
+    last_id: str
+    seqs: dict[str, int]
+    fresh_epoch: bool
+    history: list[dict[str, str]] = field(default_factory=list)  # log entries, oldest first
+    users: dict[str, dict[str, str]] = field(default_factory=dict)  # user id -> u:USER hash
+    calls: dict[str, str] = field(default_factory=dict)
+
+
+class RedisStore:
+    """Scripts and reads of one node."""
+
+    def __init__(self, url: str, node_id: str) -> None:
+        self.url = url
+        self.node_id = node_id
+        self.redis = connect(url)
+        self.scripts = {name: self.redis.register_script(getattr(scripts, name))
+                        for name in ("CHANGE", "LOGIN", "CONNECT", "DISCONNECT", "EXPIRE",
+                                     "SWEEP", "DUE", "LEASE", "RELEASE", "CALL", "NOTIFY", "KICK",
+                                     "STATE")}
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def run(self, name: str, project_id: int, *args: Any) -> Any:
+        """One script, now."""
+        p = prefix(project_id)
+        return await self.scripts[name](keys=[p + "log"], args=[p, LOG_MAXLEN, *args])
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _calls(self, ops: Sequence[Any], find_call: Callable[[int, str], Any]
+               ) -> list[tuple[str, int, list[Any]]]:
+        """Each op as (script, project, args); consecutive changes of one user merge into
+        one script call (a REST PUT of several attributes is applied all or none)."""
+        out: list[tuple[str, int, list[Any]]] = []
+        for op in ops:
+            if isinstance(op, Change):
+                group = [op.name, dumps(op.value), op.updated_ms, int(op.always),
+                         dumps(op.extra) if op.extra else "",
+                         ALL_CALL_STATUS if op.name == CALL else ""]
+                last = out[-1] if out else None
+                if last and last[0] == "CHANGE" and last[1] == op.project_id \
+                        and last[2][0] == op.user_id:
+                    last[2].extend(group)
+                else:
+                    out.append(("CHANGE", op.project_id, [op.user_id, *group]))
+            elif isinstance(op, UserRow):
+                out.append(("LOGIN", op.project_id, [
+                    op.user_id, op.display_name or "", op.login_time or 0,
+                    dumps(op.grants.to_json()), *grant_map(op.grants)]))
+            elif isinstance(op, Connect):
+                out.append(("CONNECT", op.project_id, [op.user_id, op.connection_id,
+                                                       self.node_id, op.now_ms]))
+            elif isinstance(op, Disconnect):
+                out.append(("DISCONNECT", op.project_id, [
+                    op.user_id, op.connection_id, self.node_id, op.now_ms, op.grace_ms]))
+            elif isinstance(op, Expire):
+                out.append(("EXPIRE", op.project_id, [op.user_id, op.now_ms]))
+            elif isinstance(op, CallRow):
+                data = op.data
+                if data is None:  # ended: other nodes keep the ended call, like this one
+                    ended = find_call(op.project_id, op.call_id)
+                    data = ended.to_json() if ended is not None else {"callId": op.call_id}
+                out.append(("CALL", op.project_id, [op.call_id, dumps(data),
+                                                    int(op.data is not None)]))
+            elif isinstance(op, Notify):
+                out.append(("NOTIFY", op.project_id, [dumps(list(op.user_ids)), op.frame]))
+            elif isinstance(op, Kick):
+                out.append(("KICK", op.project_id, [op.user_id]))
+            else:
+                raise TypeError(f"cannot store {op!r}")
+        return out
+
+    async def write(self, ops: Sequence[Any], find_call: Callable[[int, str], Any]
+                    ) -> dict[int, str]:
+        """Run every op in one pipeline; the last log id of each project touched.
+        Raises if Redis did not answer every script (the batch is then refused)."""
+        calls = self._calls(ops, find_call)
+        if not calls:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for name, project_id, args in calls:
+            p = prefix(project_id)
+            await self.scripts[name](keys=[p + "log"], args=[p, LOG_MAXLEN, *args],
+                                     client=pipe)
+        results = await pipe.execute(raise_on_error=True)
+        last: dict[int, str] = {}
+        for (_, project_id, _), result in zip(calls, results, strict=True):
+            text = result[0] if isinstance(result, list) else result
+            if project_id not in last or stream_id(text) > stream_id(last[project_id]):
+                last[project_id] = text
+        return last
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def load(self, project_id: int, new_epoch: str) -> ProjectState:
+        """A project's state, consistent with the log up to ``last_id``: seqs and epoch
+        exactly, users and calls at least as new (the log after ``last_id`` is applied on
+        top; it sets absolute values, so the view converges)."""
+        p = prefix(project_id)
+        epoch, last_id, flat, fresh = await self.run("STATE", project_id, new_epoch)
+        seqs = {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        state = ProjectState(project_id, epoch, last_id, seqs, bool(fresh))
+        if last_id != "0-0":
+            entries = await self.redis.xrevrange(p + "log", last_id, "-",
+                                                 count=HISTORY_WINDOW)
+            state.history = [fields for _, fields in reversed(entries)]
+        user_ids = sorted(await self.redis.smembers(p + "users"))
+        for i in range(0, len(user_ids), LOAD_CHUNK):
+            chunk = user_ids[i:i + LOAD_CHUNK]
+            pipe = self.redis.pipeline(transaction=False)
+            for user_id in chunk:
+                pipe.hgetall(p + "u:" + user_id)
+            for user_id, fields in zip(chunk, await pipe.execute(), strict=True):
+                state.users[user_id] = fields
+        state.calls = await self.redis.hgetall(p + "calls")
+        return state
+
+    async def last_ids(self, project_ids: Sequence[int]) -> dict[int, str]:
+        """The last log id of each project now (a read barrier's target)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for project_id in project_ids:
+            pipe.xrevrange(prefix(project_id) + "log", "+", "-", count=1)
+        out = {}
+        for project_id, entries in zip(project_ids, await pipe.execute(), strict=True):
+            out[project_id] = entries[0][0] if entries else "0-0"
+        return out
+
+    async def log_info(self, project_id: int) -> tuple[str | None, str]:
+        """The project's epoch (None: Redis lost it) and the highest log id ever trimmed."""
+        p = prefix(project_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(p + "epoch")
+        pipe.xinfo_stream(p + "log")
+        epoch, info = await pipe.execute(raise_on_error=False)
+        if isinstance(epoch, Exception):
+            raise epoch
+        trimmed = "0-0"
+        if isinstance(info, dict):
+            trimmed = info.get("max-deleted-entry-id") or "0-0"
+        return epoch, trimmed

@@ -1,0 +1,114 @@
+"""Three nodes on one Redis: topic messages reach every node's subscribers, once each, in
+seq order; snapshots and REST answer the same on every node."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.hub.wire import SUBSCRIBE_FROM_SERVER, Wire, login, user_of
+from tests.hubproc import HubProcess
+
+
+async def _watchers(nodes: list[HubProcess], topic: str, name: str) -> list[Wire]:
+    return [await login(node, node.client_token(f"{name}_{i}", subscribe=[topic]))
+            for i, node in enumerate(nodes)]
+
+
+async def test_a_change_on_one_node_reaches_subscribers_on_every_node(
+        nodes: list[HubProcess]) -> None:
+    topic = "cd_status"
+    watchers = await _watchers(nodes, topic, "cd_w")
+    agent = await login(nodes[0], nodes[0].client_token("cd_agent",
+                                                        attributes=[("status", topic)]))
+    # The agent's login published nothing to this topic; its change does, everywhere.
+    assert (await agent.change("status", "busy"))["r"] == 0
+    bodies = [await w.message(topic) for w in watchers]
+    assert {b["seq"] for b in bodies} == {bodies[0]["seq"]}
+    for body in bodies:
+        assert body["message"]["newValue"] == "busy"
+        assert body["message"]["userId"] == "cd_agent"
+    for w in watchers:
+        await w.quiet(0.3)
+        await w.close()
+    await agent.close()
+
+
+async def test_concurrent_changes_on_every_node_arrive_once_in_seq_order(
+        nodes: list[HubProcess]) -> None:
+    topic = "co_team"
+    watchers = await _watchers(nodes, topic, "co_w")
+    start = watchers[0].authen["topics"][topic]["seq"]
+    agents = [await login(node, node.client_token(f"co_agent{i}", attributes=[("n", topic)]))
+              for i, node in enumerate(nodes)]
+    per_agent = 40
+
+    async def run(i: int, agent: Wire) -> None:
+        for k in range(per_agent):
+            reply = await agent.change("n", k)
+            assert reply["r"] == 0, reply
+
+    await asyncio.gather(*(run(i, a) for i, a in enumerate(agents)))
+    total = per_agent * len(agents)
+    for w in watchers:
+        bodies = await w.messages(total, topic, timeout=10)
+        assert [b["seq"] for b in bodies] == list(range(start + 1, start + total + 1))
+        # Each agent's own changes keep their order.
+        for i in range(len(agents)):
+            mine = [b["message"]["newValue"] for b in bodies
+                    if b["message"]["userId"] == f"co_agent{i}"]
+            assert mine == list(range(per_agent))
+        await w.quiet(0.3)
+    # Every node saw the same messages, byte for byte the same content.
+    for w in (*watchers, *agents):
+        await w.close()
+
+
+async def test_rest_and_snapshots_answer_the_same_on_every_node(
+        nodes: list[HubProcess]) -> None:
+    topic = "rs_team"
+    agent = await login(nodes[1], nodes[1].client_token(
+        "rs_agent", attributes=[("status", topic)], display_name="Agent R"))
+    for node in nodes:
+        with node.rest() as rest:
+            reply = rest.put("/v1/users/rs_agent/attributes",
+                             json=[{"attribute": "status", "value": f"v{node.api_port}"}])
+            assert reply.status_code == 200, reply.text
+            assert user_of(reply.json())["status"] == f"v{node.api_port}"
+        # Read right after the write, on every node: the write is there.
+        for other in nodes:
+            with other.rest() as rest:
+                body = rest.get("/v1/users/rs_agent").json()
+                assert user_of(body)["status"] == f"v{node.api_port}"
+                assert user_of(body)["onlineStatus"] == "online"
+                assert body["displayName"] == "Agent R"
+                listed = rest.get("/v1/users", params={"attribute": "status"}).json()
+                assert [u["userId"] for u in listed["users"]] == ["rs_agent"]
+    last = f"v{nodes[-1].api_port}"
+    snapshots = []
+    for i, node in enumerate(nodes):
+        wire = await login(node, node.client_token(f"rs_w{i}", subscribe=[topic]))
+        snapshots.append(await wire.snapshot(topic))
+        await wire.close()
+    for snap in snapshots:
+        assert snap["r"] == 0
+        assert (snap["epoch"], snap["seq"]) == (snapshots[0]["epoch"], snapshots[0]["seq"])
+        assert [(v["userId"], v["value"]) for v in snap["values"]] == [("rs_agent", last)]
+    await agent.close()
+
+
+async def test_presence_follows_connections_on_every_node(nodes: list[HubProcess]) -> None:
+    topic = "pr_online"
+    watcher = await login(nodes[2], nodes[2].client_token("pr_w", subscribe=[topic]))
+    token = nodes[0].client_token("pr_agent", attributes=[("onlineStatus", topic)])
+    first = await login(nodes[0], token)
+    assert (await watcher.message(topic))["message"]["newValue"] == "online"
+    second = await login(nodes[1], token)  # online already: nothing published
+    await first.close()  # still connected on node 1: still online
+    await watcher.quiet(0.5, (SUBSCRIBE_FROM_SERVER,))
+    with nodes[2].rest() as rest:
+        assert user_of(rest.get("/v1/users/pr_agent").json())["onlineStatus"] == "online"
+    await second.close()
+    assert (await watcher.message(topic))["message"]["newValue"] == "offline"
+    with nodes[0].rest() as rest:
+        assert user_of(rest.get("/v1/users/pr_agent").json())["onlineStatus"] == "offline"
+    await watcher.close()

@@ -111,13 +111,30 @@ class DemoPolicy:
         return self.demo.supervisor_token()
 
 
+def sweep_stale_session_files() -> None:
+    """Remove the session directories of doors that died without cleaning up (SIGKILL)."""
+    for path in Path(tempfile.gettempdir()).glob("monitor-ssh-*-*"):
+        pid = path.name.split("-")[2]
+        try:
+            if not pid.isdigit() or path.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("event=stale_session_files_removed path=%s", path)
+        except OSError:
+            continue
+
+
 class SessionFiles:
     """Each session's private directory (mode 0700): its token file, rewritten before the
     token expires, and its home, so whatever the monitor saves (a screenshot) stays
     there and goes with the session."""
 
     def __init__(self, mint: Callable[[Access], str], refresh_s: float = TOKEN_REFRESH_S) -> None:
-        self.directory = tempfile.mkdtemp(prefix="monitor-ssh-")  # mode 0700
+        sweep_stale_session_files()
+        # mode 0700; the door's pid in the name lets a later door clear up after a crash
+        self.directory = tempfile.mkdtemp(prefix=f"monitor-ssh-{os.getpid()}-")
         self._mint = mint
         self._refresh_s = refresh_s
         self._active: dict[int, Access] = {}

@@ -211,3 +211,24 @@ async def test_session_files_are_private_refreshed_and_removed() -> None:
     finally:
         files.close()
     assert not Path(files.directory).exists()
+
+
+def test_a_new_door_removes_the_session_files_of_a_door_that_died(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    from monitor.ssh.server import sweep_stale_session_files
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    stale = tmp_path / f"monitor-ssh-{dead.stdout.strip()}-x1"
+    live = tmp_path / f"monitor-ssh-{os.getpid()}-x2"
+    other = tmp_path / "monitor-ssh-notapid-x3"
+    for path in (stale, live, other):
+        (path / "session-1").mkdir(parents=True)
+        (path / "session-1" / "token").write_text("t")
+    sweep_stale_session_files()
+    assert not stale.exists() and live.exists() and other.exists()

@@ -425,9 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     for s in (int(x) for x in args.subscribers.split(",")):
         for r in args.rate.split(","):
             rate = None if r == "flat" else float(r)
-            for kind in kinds:
-                runs = []
-                for _ in range(args.repeat):
+            runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+            for _ in range(args.repeat):  # interleaved, so the machine's mood hits all alike
+                for kind in kinds:
                     with targets.Target(kind, hub_settings=args.hub_settings) as t:
                         try:
                             busy = measure.wait_quiet(args.quiet_wait)
@@ -438,8 +438,8 @@ def main(argv: list[str] | None = None) -> int:
                                    "error": f"{exc!r} {t.log()[-500:]}"}
                     print({k: (round(v, 3) if isinstance(v, float) else v)
                            for k, v in res.items()}, flush=True)
-                    runs.append(res)
-                rows.append(median_run(runs))
+                    runs[kind].append(res)
+            rows += [median_run(runs[kind]) for kind in kinds]
     add_ratios(rows)
     text = measure.table(rows, COLUMNS)
     print()

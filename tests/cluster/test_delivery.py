@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.cluster.conftest import NodeFactory
 from tests.hub.wire import SUBSCRIBE_FROM_SERVER, Wire, login, user_of
 from tests.hubproc import HubProcess
 
@@ -112,3 +113,43 @@ async def test_presence_follows_connections_on_every_node(nodes: list[HubProcess
     with nodes[0].rest() as rest:
         assert user_of(rest.get("/v1/users/pr_agent").json())["onlineStatus"] == "offline"
     await watcher.close()
+
+
+async def test_coming_back_on_another_node_within_the_grace_publishes_nothing(
+        make_node: NodeFactory) -> None:
+    nodes = [make_node(offline_grace_ms=1500) for _ in range(2)]
+    topic = "gr_online"
+    watcher = await login(nodes[0], nodes[0].client_token("gr_w", subscribe=[topic]))
+    token = nodes[0].client_token("gr_agent", attributes=[("onlineStatus", topic)])
+    first = await login(nodes[0], token)
+    assert (await watcher.message(topic))["message"]["newValue"] == "online"
+    await first.close()
+    again = await login(nodes[1], token)
+    await watcher.quiet(2.5)  # past the grace period: still online, nothing published
+    await again.close()
+    assert (await watcher.message(topic, timeout=5))["message"]["newValue"] == "offline"
+    await watcher.close()
+
+
+async def test_rest_disconnect_and_calls_work_from_any_node(nodes: list[HubProcess]) -> None:
+    agent = await login(nodes[2], nodes[2].client_token("kc_agent"))
+    with nodes[0].rest() as rest:
+        reply = rest.put("/v1/calls/kc-1", json={"from": "+15550001", "to": "kc_agent",
+                                                   "status": "Ringing"})
+        assert reply.status_code == 200, reply.text
+    for node in nodes:
+        with node.rest() as rest:
+            calls = rest.get("/v1/calls").json()
+            assert [c["callId"] for c in calls["calls"]] == ["kc-1"]
+            assert user_of(rest.get("/v1/users/kc_agent").json())["call"] == "Ringing"
+    with nodes[1].rest() as rest:
+        assert rest.put("/v1/calls/kc-1", json={"status": "Ended"}).status_code == 200
+        assert rest.get("/v1/calls").json()["count"] == 0
+        # A late report about the ended call is refused on any node.
+        late = rest.put("/v1/calls/kc-1", json={"status": "Answered"})
+        assert late.status_code == 400 and late.json()["r"] == 27
+        # The user's connection is on node 2: node 1 closes it all the same.
+        assert rest.post("/v1/users/kc_agent/disconnect").status_code == 200
+    assert await agent.closed(timeout=5) == 4005
+    with nodes[0].rest() as rest:
+        assert user_of(rest.get("/v1/users/kc_agent").json())["onlineStatus"] == "offline"

@@ -166,6 +166,9 @@ class Calls:
             effects.failure_sends.append(((peer,), encode(service, reply(
                 service, request_id, Result.INTERNAL_ERROR, "call could not be stored"))))
         except CallError as exc:
+            hub.metrics.refused("ws", exc.r)
+            log.info("event=request_refused user=%s service=%d r=%d reason=%r",
+                     session.user.user_id, service, int(exc.r), exc.message)
             effects = Effects(sends=[((peer,), encode(service, reply(
                 service, request_id, exc.r, exc.message)))])
         hub.submit(effects)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 
@@ -20,6 +21,22 @@ class HubMetrics:
     slow_consumers: int = 0
     store_failures: int = 0
     auth_failures: dict[str, int] = field(default_factory=dict)
+    # (via, r): requests answered with r != 0 after AUTHEN ("ws") or on the REST API ("rest")
+    requests_refused: dict[tuple[str, str], int] = field(default_factory=dict)
+    # close code: connections the hub (or its WebSocket library) closed
+    closes: dict[str, int] = field(default_factory=dict)
+    # reason: TCP connections that never became WebSocket connections
+    handshake_failures: dict[str, int] = field(default_factory=dict)
+
+    def refused(self, via: str, r: int) -> None:
+        key = (via, str(int(r)))
+        self.requests_refused[key] = self.requests_refused.get(key, 0) + 1
+
+    def closed(self, code: int) -> None:
+        self.closes[str(code)] = self.closes.get(str(code), 0) + 1
+
+    def handshake_failed(self, reason: str) -> None:
+        self.handshake_failures[reason] = self.handshake_failures.get(reason, 0) + 1
 
 
 class _Collector:
@@ -51,10 +68,37 @@ class _Collector:
         for code, count in sorted(m.auth_failures.items()):
             failures.add_metric([code], count)
         yield failures
+        refused = CounterMetricFamily("monitor_requests_refused",
+                                      "Requests answered with r != 0, by API and result code",
+                                      labels=["via", "code"])
+        for (via, code), count in sorted(m.requests_refused.items()):
+            refused.add_metric([via, code], count)
+        yield refused
+        closes = CounterMetricFamily("monitor_closes",
+                                     "Connections the hub closed, by WebSocket close code",
+                                     labels=["code"])
+        for code, count in sorted(m.closes.items()):
+            closes.add_metric([code], count)
+        yield closes
+        handshakes = CounterMetricFamily(
+            "monitor_handshake_failures",
+            "Connections dropped before their first request: WebSocket upgrades that "
+            "timed out, were refused or abandoned; REST headers not sent in time",
+            labels=["reason"])
+        for reason, count in sorted(m.handshake_failures.items()):
+            handshakes.add_metric([reason], count)
+        yield handshakes
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:  # no running loop
+            tasks = 0
+        yield GaugeMetricFamily("monitor_event_loop_tasks", "Tasks of the hub's event loop",
+                                value=tasks)
 
 
 def render(metrics: HubMetrics, users_online: Callable[[], int]) -> bytes:
     """The Prometheus text exposition of ``metrics``."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(metrics, users_online))  # type: ignore[arg-type]
+    ProcessCollector(registry=registry)  # process_open_fds, process_resident_memory_bytes...
     return generate_latest(registry)

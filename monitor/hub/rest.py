@@ -5,6 +5,7 @@ CHANGE_ATTRIBUTE, so REST changes publish exactly like client changes.
 """
 
 import json
+import logging
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -12,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from monitor import __version__
 from monitor.hub.calls import CallError
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
 
 STATUS_FOR = {Result.USER_NOT_FOUND: 404, Result.RATE_LIMITED: 429,
               Result.INTERNAL_ERROR: 500, Result.INVALID_CALL: 400}
+# The largest request body read: 50 changes of 64-character names and 1 KiB values fit
+# many times over. Beyond it, 413 before the body is read (or as soon as it is too long).
+MAX_BODY_BYTES = 256 * 1024
 
 
 class ApiError(Exception):
@@ -96,6 +101,72 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorBody}}
 
 
+log = logging.getLogger("monitor.hub")
+
+
+def http_protocol(hub: "Hub", header_timeout_s: float) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol, where a connection that has not sent a complete
+    request header within ``header_timeout_s`` of opening (or of its previous response)
+    is closed: uvicorn alone keeps a slow-loris client's half-sent header forever."""
+
+    class BoundedH11Protocol(H11Protocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm_header_timeout()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_header_timeout()
+
+        def _arm_header_timeout(self) -> None:
+            self.loop.call_later(header_timeout_s, self._header_timeout, self.cycle)
+
+        def _header_timeout(self, cycle: object) -> None:
+            if self.cycle is cycle and not self.transport.is_closing():  # no new request
+                hub.metrics.handshake_failed("rest_timeout")
+                log.info("event=handshake_failed remote=%s reason=rest_timeout",
+                         f"{self.client[0]}:{self.client[1]}" if self.client else "?")
+                self.transport.close()
+
+    return BoundedH11Protocol
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is refused with 413, before
+    it is read when its Content-Length says so, else as soon as it passes the limit (a
+    caller without a token must not make the hub hold a body of any size)."""
+
+    def __init__(self, app: Any, limit: int, hub: "Hub") -> None:
+        self.app = app
+        self.limit = limit
+        self.hub = hub
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.limit:
+            self.hub.metrics.refused("rest", Result.INVALID_REQUEST)
+            response = JSONResponse({"r": int(Result.INVALID_REQUEST),
+                                     "message": f"request body over {self.limit} bytes"},
+                                    status_code=413, headers={"Connection": "close"})
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:  # chunked, no Content-Length: FastAPI answers it
+                    raise StarletteHTTPException(413, f"request body over {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
 def _value_matches(stored: Any, wanted: str) -> bool:
     """``?value=`` compares with strings as they are and other values as JSON text."""
     return stored == wanted if isinstance(stored, str) else json.dumps(stored) == wanted
@@ -105,15 +176,19 @@ def build_app(hub: "Hub") -> FastAPI:
     """The ASGI application of ``hub``."""
     app = FastAPI(title="monitor hub REST API", version=__version__,
                   description="Read and change users' attributes; presence and calls.")
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, hub=hub)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        if int(exc.r) >= Result.NOT_AUTHENTICATED:  # authentication is counted on its own
+            hub.metrics.refused("rest", exc.r)
         return JSONResponse({"r": int(exc.r), "message": exc.message}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
+        hub.metrics.refused("rest", Result.INVALID_REQUEST)
         return JSONResponse({"r": int(Result.INVALID_REQUEST),
                              "message": f"invalid request: {where}: {first.get('msg', '')}"},
                             status_code=400)
@@ -121,6 +196,7 @@ def build_app(hub: "Hub") -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         r = Result.USER_NOT_FOUND if exc.status_code == 404 else Result.INVALID_REQUEST
+        hub.metrics.refused("rest", r)
         return JSONResponse({"r": int(r), "message": str(exc.detail)},
                             status_code=exc.status_code, headers=exc.headers)  # e.g. Allow
 
@@ -231,6 +307,8 @@ def build_app(hub: "Hub") -> FastAPI:
     @app.get("/metrics", response_class=Response)
     async def metrics() -> Response:
         """Prometheus metrics."""
+        if hub.pipeline is not None:
+            hub.metrics.store_failures = hub.pipeline.failures
         return Response(render(hub.metrics, hub.users_online),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -20,10 +20,17 @@ from monitor.hub.callservice import Calls
 from monitor.hub.limits import AuthRateLimiter
 from monitor.hub.metrics import HubMetrics
 from monitor.hub.pipeline import CommitPipeline
-from monitor.hub.rest import build_app
+from monitor.hub.rest import build_app, http_protocol
 from monitor.hub.state import Effects, HubState
 from monitor.hub.store.sqlite import SqliteStore
-from monitor.hub.ws import CLOSE_GOING_AWAY, CLOSE_KICKED, Endpoint, Peer, Peers
+from monitor.hub.ws import (
+    CLOSE_GOING_AWAY,
+    CLOSE_KICKED,
+    Endpoint,
+    Peer,
+    Peers,
+    connection_class,
+)
 from monitor.protocol import MAX_FRAME_BYTES, ONLINE_STATUS
 
 if TYPE_CHECKING:
@@ -163,13 +170,17 @@ class Hub:
         self.ws_server = await serve(
             endpoint.handle, settings.host, settings.ws_port, compression=None,
             max_size=MAX_FRAME_BYTES, ping_interval=None, close_timeout=5,
-            max_queue=64, server_header=None)
+            max_queue=64, server_header=None,
+            # A TCP connection that has not completed its upgrade by then is dropped.
+            open_timeout=settings.auth_timeout_ms / 1000,
+            create_connection=connection_class(self))
         app = build_app(self)
         if self.cluster is not None:
             self.cluster.install(app)
         self.rest_server = _EmbeddedUvicorn(uvicorn.Config(
             app, host=settings.host, port=settings.api_port, log_level="warning",
-            lifespan="off", access_log=False))
+            lifespan="off", access_log=False,
+            http=http_protocol(self, settings.auth_timeout_ms / 1000)))
         self._tasks = [asyncio.create_task(self.peers.ping_forever()),
                        asyncio.create_task(self.rest_server.serve())]
         while not self.rest_server.started:

@@ -20,12 +20,14 @@ from websockets.protocol import State
 
 from monitor.hub.state import Effects, Send, Session
 from monitor.protocol import (
+    MESSAGES,
     FrameError,
     RequestError,
     Result,
     Service,
     decode,
     encode,
+    is_topic_name,
     reply,
 )
 from monitor.tokens import TokenError, verify_client_token
@@ -64,6 +66,9 @@ class Peer:
 
     __slots__ = ("authenticated_at", "closing", "last_ping", "last_recv", "pending",
                  "ping_outstanding", "remote", "session", "ws")
+
+    def user_id(self) -> str:
+        return self.session.user.user_id if self.session is not None else "-"
 
     def __init__(self, ws: ServerConnection) -> None:
         self.ws = ws
@@ -149,6 +154,9 @@ class Peers:
         if peer.pending:
             self.flush()
         peer.closing = True
+        self.hub.metrics.closed(code)
+        log.info("event=closing remote=%s user=%s code=%d reason=%r", peer.remote,
+                 peer.user_id(), code, reason)
         self._loop.create_task(peer.ws.close(code, reason))
         # websockets bounds the wait for the peer's close frame, not the wait for a full
         # send buffer to drain: a peer that never reads again would be kept forever.
@@ -191,6 +199,32 @@ class Peers:
                 self._loop.call_soon(self.flush)
 
 
+def connection_class(hub: Hub) -> type[ServerConnection]:
+    """The hub's WebSocket connections: like websockets', and an opening handshake that
+    fails is counted in /metrics and logged. websockets drops a TCP connection that has
+    not completed its HTTP upgrade within ``open_timeout`` (a slow-loris client), answers
+    400 to a request that is not an upgrade, and notices a peer that left first."""
+
+    class HubConnection(ServerConnection):
+        async def handshake(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                await super().handshake(*args, **kwargs)
+            except asyncio.CancelledError:  # open_timeout ran out
+                self._failed("timeout")
+                raise
+            if self.protocol.state is not State.OPEN:
+                left = self.request is None and self.protocol.handshake_exc is None
+                self._failed("closed" if left else "rejected")
+
+        def _failed(self, reason: str) -> None:
+            hub.metrics.handshake_failed(reason)
+            address = self.transport.get_extra_info("peername")
+            log.info("event=handshake_failed remote=%s reason=%s",
+                     f"{address[0]}:{address[1]}" if address else "?", reason)
+
+    return HubConnection
+
+
 class Endpoint:
     """Runs each connection: authentication, then one request at a time."""
 
@@ -220,6 +254,7 @@ class Endpoint:
         except ConnectionClosed:
             pass
         finally:
+            closed_by_peers = peer.closing  # Peers.close counted and logged it
             peer.closing = True
             self.peers.all.discard(peer)
             hub.metrics.connections -= 1
@@ -232,6 +267,13 @@ class Endpoint:
         # A close this endpoint started (Peers.close) runs as a task: let it send its own
         # code, or returning from the handler first makes websockets close with 1000.
         await ws.wait_closed()
+        sent = ws.protocol.close_sent
+        if sent is not None and not ws.protocol.close_rcvd_then_sent and not closed_by_peers:
+            # The WebSocket library closed it: over 64 KiB (1009), not UTF-8 (1007), a
+            # protocol error (1002)...
+            hub.metrics.closed(sent.code)
+            log.info("event=closing remote=%s user=%s code=%d reason=%r", peer.remote,
+                     peer.user_id(), sent.code, sent.reason)
 
     # -- authentication -----------------------------------------------------------------
 
@@ -257,16 +299,14 @@ class Endpoint:
                 self.peers.close(peer, CLOSE_INVALID_DATA, str(exc))
                 return False
             except RequestError as exc:
-                self.peers.send_now(peer, encode(0, reply(0, None, Result.INVALID_REQUEST,
-                                                          str(exc))))
+                self._refuse(peer, 0, None, Result.INVALID_REQUEST, str(exc))
                 continue
             request_id = body.get("requestId")
             if service == Service.PING:
                 self.peers.send_now(peer, encode(Service.PING, reply(
                     Service.PING, request_id, Result.SUCCESS)))
             elif service != Service.AUTHEN:
-                self.peers.send_now(peer, encode(service, reply(
-                    service, request_id, Result.NOT_AUTHENTICATED)))
+                self._refuse(peer, service, request_id, Result.NOT_AUTHENTICATED)
             else:
                 return await self._authen(peer, body, request_id)
         log.info("event=auth_timeout remote=%s", peer.remote)
@@ -310,6 +350,14 @@ class Endpoint:
 
     # -- requests after authentication --------------------------------------------------
 
+    def _refuse(self, peer: Peer, service: int, request_id: Any, r: Result,
+                message: str | None = None) -> None:
+        """Answer a request with ``r != 0`` at once: counted in /metrics and logged."""
+        self.hub.metrics.refused("ws", r)
+        log.info("event=request_refused remote=%s user=%s service=%d r=%d reason=%r",
+                 peer.remote, peer.user_id(), service, int(r), message or MESSAGES[r])
+        self.peers.send_now(peer, encode(service, reply(service, request_id, r, message)))
+
     def _dispatch(self, peer: Peer, message: str) -> None:
         hub = self.hub
         try:
@@ -318,7 +366,7 @@ class Endpoint:
             self.peers.close(peer, CLOSE_INVALID_DATA, str(exc))
             return
         except RequestError as exc:
-            self.peers.send_now(peer, encode(0, reply(0, None, Result.INVALID_REQUEST, str(exc))))
+            self._refuse(peer, 0, None, Result.INVALID_REQUEST, str(exc))
             return
         request_id = body.get("requestId")
         session = peer.session
@@ -333,16 +381,22 @@ class Endpoint:
         elif service == Service.CHANGE_ATTRIBUTE:
             self._change_attribute(peer, session, body, request_id)
         elif service == Service.TOPIC_SNAPSHOT:
+            topic = body.get("topic")
+            if not is_topic_name(topic) or not session.grants.may_receive(topic):
+                hub.metrics.refused("ws", Result.INVALID_REQUEST if not is_topic_name(topic)
+                                    else Result.TOPIC_NOT_GRANTED)
+                log.info("event=request_refused remote=%s user=%s service=%d topic=%r",
+                         peer.remote, session.user.user_id, service, str(topic)[:140])
             hub.submit(Effects(sends=[((peer,), hub.state.snapshot(
-                session, body.get("topic"), request_id))]))
+                session, topic, request_id))]))
         elif hub.calls is not None and hub.calls.handles(service):
             hub.calls.request(peer, session, service, body, request_id)
         elif service == Service.AUTHEN:
-            self.peers.send_now(peer, encode(service, reply(
-                service, request_id, Result.INVALID_REQUEST, "already authenticated")))
+            self._refuse(peer, service, request_id, Result.INVALID_REQUEST,
+                         "already authenticated")
         else:
-            self.peers.send_now(peer, encode(service, reply(
-                service, request_id, Result.INVALID_REQUEST, f"unknown service {service}")))
+            self._refuse(peer, service, request_id, Result.INVALID_REQUEST,
+                         f"unknown service {service}")
 
     def _change_attribute(self, peer: Peer, session: Session, body: dict[str, Any],
                           request_id: Any) -> None:
@@ -362,6 +416,7 @@ class Endpoint:
         effects.failure_sends.append(((peer,), encode(service, reply(
             service, request_id, Result.INTERNAL_ERROR, "change could not be stored"))))
         if effects.result != Result.SUCCESS:
+            hub.metrics.refused("ws", effects.result)
             log.info("event=change_refused user=%s r=%d reason=%r", session.user.user_id,
                      int(effects.result), effects.message)
         hub.submit(effects)

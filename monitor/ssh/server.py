@@ -7,6 +7,7 @@ user's token itself from the roles file, so users need nothing but ``ssh`` and a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -206,6 +207,7 @@ class Door:
         self.settings_path = settings_path
         self.sessions: set[MonitorSession] = set()
         self._all: set[MonitorSession] = set()
+        self.connections: set[DoorConnection] = set()
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self.host_key: asyncssh.SSHKey | None = None
         self.files: SessionFiles
@@ -261,16 +263,29 @@ class Door:
         self._all.discard(session)
 
     async def close(self) -> None:
-        """Stop listening, end every session (their processes go), remove token files."""
-        if self._acceptor is not None:
-            self._acceptor.close()
-            await self._acceptor.wait_closed()
-            self._acceptor = None
+        """Stop listening, end every session (their processes go), close every
+        connection, remove the session files."""
+        acceptor, self._acceptor = self._acceptor, None
+        if acceptor is not None:
+            acceptor.close()
         for session in list(self._all):
             session.end("shutdown")
         tasks = [s.task for s in self._all if s.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=10)
+        # A client leaves once its session's channel is closed; closing its connection
+        # before then could cut off the last words (why the session ended).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3
+        while any(c.authenticated for c in self.connections) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for connection in list(self.connections):
+            if connection.conn is not None:
+                connection.conn.close()
+        if acceptor is not None:
+            # Since Python 3.12 this also waits for the connections to be gone.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(acceptor.wait_closed(), 5)
         self.files.close()
 
 
@@ -289,10 +304,12 @@ class DoorConnection(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
+        self.door.connections.add(self)
         peer = conn.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.door.connections.discard(self)
         if self.authenticated or self.login is None:
             return
         reason = self.refusal or ("key_not_authorized" if self.keys_tried

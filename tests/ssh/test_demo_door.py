@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import socket
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def tmux() -> Iterator[Tmux]:
     require_program("ssh", "openssh-client")
-    mux = Tmux(require_program("tmux", "tmux"), f"monitor-ssh-demo-{os.getpid()}")
+    mux = Tmux(require_program("tmux", "tmux"), f"monitor-ssh-{uuid.uuid4().hex[:12]}")
     try:
         yield mux
     finally:
@@ -53,8 +55,13 @@ def test_ssh_serve_demo_lets_anyone_watch_read_only(tmux: Tmux, tmp_path: Path) 
         # still no terminal, no monitor
         done = door.ssh("demo", None, "-T")
         assert done.returncode == 1 and "needs a terminal" in done.stdout
+        # a connection that never logs in does not hold the door open when it stops
+        lingering = socket.create_connection(("127.0.0.1", door.port))
     finally:
+        started = time.monotonic()
         assert door.stop() == 0
+        assert time.monotonic() - started < 10
+    lingering.close()
     assert all(process_gone(pid) for pid in pids)
     assert "the server is shutting down" in tmux.screen("key")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def site(module_hub: HubProcess, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture
 def tmux(site: Site) -> Iterator[Tmux]:
-    mux = Tmux(require_program("tmux", "tmux"), f"monitor-ssh-{os.getpid()}")
+    mux = Tmux(require_program("tmux", "tmux"), f"monitor-ssh-{uuid.uuid4().hex[:12]}")
     try:
         yield mux
     finally:

@@ -159,9 +159,10 @@ class Hub:
         settings = self.config.hub
         data_dir = settings.resolved_data_dir()
         if settings.redis_url:
+            from monitor.hub.cluster.calls import ClusterCalls
             from monitor.hub.cluster.node import ClusterNode
             self.peers = Peers(self)
-            self.calls = Calls(self)
+            self.calls = ClusterCalls(self)
             self.cluster = ClusterNode(self)
             self.pipeline = await self.cluster.start()
         else:

@@ -1,0 +1,102 @@
+"""A node's view without Redis: proposals out, log entries in."""
+
+from __future__ import annotations
+
+import json
+
+from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire
+from monitor.hub.cluster.redis_store import dumps, grant_map
+from monitor.hub.cluster.state import ClusterState
+from monitor.protocol import Service
+from tests.hub_unit.builders import PROJECT, T0, claims, grants, make_state
+
+
+def entry(user: str, name: str, value: object, old: object, seqs: str, ts: int = T0,
+          display: str = "", ended: str = "1") -> dict[str, str]:
+    """A log entry of kind ``a`` as the CHANGE script writes it."""
+    return {"k": "a", "u": user, "n": name, "v": dumps(value), "o": dumps(old), "t": str(ts),
+            "x": "", "s": seqs, "d": display, "e": ended}
+
+
+def test_changes_are_proposed_not_applied() -> None:
+    state = ClusterState([PROJECT])
+    outcome = state.authenticate("h1", PROJECT, claims("a", attributes=[("s", "t")]), {}, 1, T0)
+    assert outcome.effects.sends == []  # the reply waits for the login to be in the log
+    assert isinstance(outcome.effects.ops[-1], Connect)
+    effects = state.change_attributes(PROJECT, "a", [{"attribute": "s", "value": "x"}], T0)
+    assert effects.sends == []
+    assert effects.ops == [Change(PROJECT, "a", "s", "x", T0, None, False)]
+    assert "s" not in state.user(PROJECT, "a").attributes  # until the log says so
+
+
+def test_an_applied_change_is_the_message_one_node_would_send() -> None:
+    single = make_state()
+    single.authenticate("w", PROJECT, claims("w", subscribe=["t"]), {}, 1, T0)
+    single.authenticate("a", PROJECT, claims("a", attributes=[("s", "t")],
+                                             display_name="Ann"), {}, 1, T0)
+    expected = single.change_attributes(PROJECT, "a", [{"attribute": "s", "value": 3}],
+                                        T0 + 5).sends
+    node = ClusterState([PROJECT])
+    node.authenticate("w", PROJECT, claims("w", subscribe=["t"]), {}, 1, T0).effects.ops[-1] \
+        .after()  # type: ignore[union-attr]
+    sends = node.apply(PROJECT, entry("a", "s", 3, None, "t 1", T0 + 5, "Ann"))
+    assert [(list(t), json.loads(f)) for t, f in sends] == \
+        [(list(t), json.loads(f)) for t, f in expected]
+    assert node.user(PROJECT, "a").value("s") == 3
+
+
+def test_the_reply_counts_what_the_log_brought_before_it() -> None:
+    node = ClusterState([PROJECT])
+    outcome = node.authenticate("w", PROJECT, claims("w", subscribe=["t"]), {}, 7, T0)
+    # A message arrives between the AUTHEN and its read-back: not sent to the connection
+    # yet (it is not subscribed), counted in the reply's seq instead.
+    assert node.apply(PROJECT, entry("a", "s", 1, None, "t 1")) == []
+    attach = outcome.effects.ops[-1].after  # type: ignore[union-attr]
+    sends = attach()
+    reply = json.loads(sends[0][1])
+    assert reply["service"] == Service.AUTHEN and reply["body"]["requestId"] == 7
+    assert reply["body"]["topics"]["t"]["seq"] == 1
+    # Then live messages follow.
+    assert [json.loads(f)["body"]["seq"] for _, f in
+            node.apply(PROJECT, entry("a", "s", 2, 1, "t 2"))] == [2]
+
+
+def test_resume_on_another_node_replays_from_its_history() -> None:
+    node = ClusterState([PROJECT])
+    node.epochs[PROJECT] = "E"
+    for seq in range(1, 6):
+        node.apply(PROJECT, entry("a", "s", seq, seq - 1, f"t {seq}"))
+    outcome = node.authenticate("w", PROJECT, claims("w", subscribe=["t"]), {}, 1, T0,
+                                {"t": {"epoch": "E", "seq": 2}})
+    sends = outcome.effects.ops[-1].after()  # type: ignore[union-attr]
+    assert json.loads(sends[0][1])["body"]["recovered"] == {"t": True}
+    assert [json.loads(f)["body"]["seq"] for _, f in sends[1:]] == [3, 4, 5]
+
+
+def test_history_loaded_at_start_keeps_only_an_unbroken_run() -> None:
+    node = ClusterState([PROJECT])
+    entries = [entry("a", "s", 1, None, "t 1"), entry("a", "s", 3, 1, "t 3"),
+               entry("a", "s", 4, 3, "t 4")]
+    node.reset_topics(PROJECT, "E", {"t": 4})
+    node.load_history(PROJECT, entries, {"t": 4})
+    topic = node.topics[(PROJECT, "t")]
+    assert (topic.epoch, topic.seq) == ("E", 4)
+    assert [s for s, _ in topic.history] == [3, 4]
+
+
+def test_presence_is_proposed_by_connections() -> None:
+    node = ClusterState([PROJECT], offline_grace_ms=1000)
+    session = node.authenticate("h", PROJECT, claims("a"), {}, 1, T0).session
+    effects = node.disconnect("h", T0 + 10)
+    assert effects.ops == [Disconnect(PROJECT, "a", session.connection_id, T0 + 10, 1000)]
+    assert node.expire_offline(T0 + 500).ops == []
+    assert node.expire_offline(T0 + 1010).ops == [Expire(PROJECT, "a", T0 + 1010)]
+    node.authenticate("h2", PROJECT, claims("a"), {}, 1, T0)
+    kicked = node.disconnect("h2", T0 + 20, immediate=True).ops[0]
+    assert isinstance(kicked, Disconnect) and kicked.grace_ms == 0
+
+
+def test_grant_map_is_what_each_attribute_publishes_to() -> None:
+    g = grants(attributes=[("s", "t1"), ("s", "t2"), ("call", "c1"),
+                           ("call", "ALL_CALL_STATUS")])
+    assert grant_map(g) == ["s", "t1 t2", "call", "c1"]

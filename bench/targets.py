@@ -34,8 +34,11 @@ TARGETS = ("hub", "baseline", "mosquitto")
 
 
 def free_port() -> int:
+    """A port free on every local address: mosquitto's listener binds without
+    SO_REUSEADDR, so a port still in TIME_WAIT as some client's source port (a previous
+    run's, on 127.0.0.2 say) would make it fail."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("0.0.0.0", 0))
         return int(s.getsockname()[1])
 
 
@@ -127,7 +130,18 @@ keys = [{{ sid = "{KEY_SID}", secret = "{KEY_SECRET}" }}]
 """)
         return [sys.executable, "-m", "monitor", "hub", "--config", str(conf)]
 
-    def start(self, timeout: float = 30.0) -> Target:
+    def start(self, timeout: float = 30.0, attempts: int = 3) -> Target:
+        """Start and wait until ready; on a failed start, retry on fresh ports."""
+        for attempt in range(attempts):
+            try:
+                return self._start(timeout)
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+                self.port, self.api_port = free_port(), free_port()
+        return self
+
+    def _start(self, timeout: float) -> Target:
         log = self.log_path.open("ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,

@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = list(targets.TARGETS) if args.target == "all" else args.target.split(",")
     if "hub" in kinds and not targets.hub_available():
         kinds.remove("hub")
+    targets.exit_on_sigterm()
     os.sched_setaffinity(0, {targets.CLIENT_CPU})
     limit = targets.raise_fd_limit()
     print(f"descriptor limit per process: {limit}", file=sys.stderr)

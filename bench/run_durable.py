@@ -365,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     if "hub" in kinds and not targets.hub_available():
         kinds.remove("hub")
     parts = args.part.split(",")
+    targets.exit_on_sigterm()
     os.sched_setaffinity(0, {targets.CLIENT_CPU})
     targets.raise_fd_limit()
     rows = []

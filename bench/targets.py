@@ -186,3 +186,8 @@ keys = [{{ sid = "{KEY_SID}", secret = "{KEY_SECRET}" }}]
     def __exit__(self, *exc: object) -> None:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so every started server is stopped on the way out."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -247,3 +247,18 @@ async def test_kill_9_while_the_disk_is_full(tiny_disk: Path, tmp_path: Path) ->
     finally:
         hub.kill()
         os.sync()
+
+
+async def test_restart_with_clients_reconnecting_with_jitter(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The soak of tests/soak/soak_restart.py at CI size: 300 clients through a network
+    blip (every one resumes, no gap) and a kill -9 (every one resyncs by snapshot and
+    finds itself online), then half leave: no ghost online, nobody missing."""
+    from tests.soak.soak_restart import run
+
+    monkeypatch.setenv("MONITOR_LOG_LEVEL", "info")
+    results = await run(300, jitter=2.0, workdir=tmp_path, log=lambda *_: None)
+    assert results["blip_resumed"] == 300 and results["blip_gaps"] == 0
+    assert results["restart_resynced"] == 301  # and the probe's client
+    assert results["ghosts"] == 0 and results["missing"] == 0
+    assert results["hub_errors"] == 0

@@ -22,7 +22,7 @@ A file that does not validate is reported and skipped; it never stops the app.
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,10 +61,12 @@ class ThemeError(Exception):
 
 def shipped_themes_dir() -> Path:
     """The shipped theme files: the ``themes/`` folder, installed as ``monitor.themes``."""
-    try:
-        return Path(str(importlib.resources.files("monitor.themes")))
-    except (ModuleNotFoundError, TypeError):  # a source tree that is not installed
-        return Path(__file__).resolve().parents[2] / "themes"
+    # monitor.themes is a namespace package (theme files only): its folder is in its spec.
+    spec = importlib.util.find_spec("monitor.themes")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if locations:
+        return Path(locations[0])
+    return Path(__file__).resolve().parents[2] / "themes"  # a source tree, not installed
 
 
 def user_themes_dir() -> Path:

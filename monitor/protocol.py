@@ -146,6 +146,15 @@ def reply(service: int, request_id: Any, r: Result, message: str | None = None,
     return body
 
 
+def success_frame(service: int, request_id: Any) -> str:
+    """``encode(service, reply(service, request_id, SUCCESS))``, without the JSON encoder
+    for the common integer requestId: every acknowledged change is answered with one."""
+    if type(request_id) is int:
+        return (f'{{"service":{int(service)},"body":{{"r":0,"message":"SUCCESS",'
+                f'"requestId":{request_id}}}}}')
+    return encode(service, reply(service, request_id, Result.SUCCESS))
+
+
 class FrameError(ValueError):
     """A frame that is not a JSON object: the connection is closed with 1007."""
 

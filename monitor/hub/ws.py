@@ -29,6 +29,7 @@ from monitor.protocol import (
     encode,
     is_topic_name,
     reply,
+    success_frame,
 )
 from monitor.tokens import TokenError, verify_client_token
 
@@ -411,8 +412,10 @@ class Endpoint:
         if change is None:
             effects.result, effects.message = (Result.INVALID_REQUEST,
                                                "CHANGE_ATTRIBUTE needs attribute and value")
-        effects.sends.append(((peer,), encode(service, reply(
-            service, request_id, effects.result, effects.message))))
+        answer = (success_frame(service, request_id) if effects.result == Result.SUCCESS
+                  else encode(service, reply(service, request_id, effects.result,
+                                             effects.message)))
+        effects.sends.append(((peer,), answer))
         effects.failure_sends.append(((peer,), encode(service, reply(
             service, request_id, Result.INTERNAL_ERROR, "change could not be stored"))))
         if effects.result != Result.SUCCESS:

@@ -33,3 +33,11 @@ def test_ordinary_request_ids_are_echoed() -> None:
     assert reply(Service.PING, 7, Result.SUCCESS)["requestId"] == 7
     assert reply(Service.PING, "abc", Result.SUCCESS)["requestId"] == "abc"
     assert reply(Service.PING, 1.5, Result.SUCCESS)["requestId"] == 1.5
+
+
+def test_the_fast_success_reply_is_the_encoded_reply() -> None:
+    from monitor.protocol import success_frame
+
+    for request_id in (0, 7, -3, 2**40, "seven", 1.5, None, True):
+        assert success_frame(Service.CHANGE_ATTRIBUTE, request_id) == encode(
+            Service.CHANGE_ATTRIBUTE, reply(Service.CHANGE_ATTRIBUTE, request_id, Result.SUCCESS))

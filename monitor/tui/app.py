@@ -47,7 +47,7 @@ from monitor.tui.feed import (
     Snapshot,
     TopicMessage,
 )
-from monitor.tui.model import Agent, AgentTable, Applied, Filter, Sort
+from monitor.tui.model import Agent, AgentTable, Applied, Filter, Sort, Summary
 from monitor.tui.screens import AgentDetail, HelpScreen, StatusPicker
 from monitor.tui.settings import Settings
 from monitor.tui.themes import LoadedThemes, load_themes, state_colours
@@ -144,6 +144,8 @@ class MonitorApp(App[None]):
         self._own_since: float | None = None
         self._log_version = -1
         self.styles_by_state: dict[str, Style] = {}
+        self._shown: dict[str | None, Text] = {}
+        self._summary: tuple[tuple[int, int], Summary] | None = None
 
     # -- layout --------------------------------------------------------------------------
 
@@ -193,6 +195,7 @@ class MonitorApp(App[None]):
         grid = self.query_one(AgentGrid)
         grid.styles_by_state = self.styles_by_state
         grid.forget_cells()
+        self._shown.clear()
         self._log_version = -1
 
     # -- the feed ------------------------------------------------------------------------
@@ -250,27 +253,42 @@ class MonitorApp(App[None]):
         now = self.clock()
         self.model.sample(now)
         styles = self.styles_by_state
-        self.query_one(OwnStatusBar).update(self.own_status_text(now))
-        self.query_one(ConnectionLine).update(self.connection_text(now))
+        self.show(self.query_one(OwnStatusBar), self.own_status_text(now))
+        self.show(self.query_one(ConnectionLine), self.connection_text(now))
         compact = self.screen.has_class("-compact")
         if compact:
-            self.query_one(OwnStatusPanel).update(self.own_panel_text(now))
+            self.show(self.query_one(OwnStatusPanel), self.own_panel_text(now))
             return
-        summary = self.model.summary(now)
+        summary = self.summary(now)
         width = self.query_one(SummaryBar).size.width or self.size.width
-        self.query_one(SummaryBar).update(
-            summary_text(summary, self.model, self.settings.statuses, styles, width))
+        self.show(self.query_one(SummaryBar),
+                  summary_text(summary, self.model, self.settings.statuses, styles, width))
         rows = self.visible_rows(now)
         grid.set_class(self.model.stale, "-stale")
         with self.batch_update():
             grid.reconcile(self.model, rows, self.columns(), now, self.tz)
-        self.query_one(ViewLine).update(self.view_text(len(rows)))
+        self.show(self.query_one(ViewLine), self.view_text(len(rows)))
         log = self.query_one(EventLog)
         if log.has_class("-shown") and self._log_version != self.model.version:
             self._log_version = self.model.version
             lines = [event_line(change, self.tz, styles)
                      for change in list(self.model.events)[-max(1, log.size.height or 7):]]
-            log.update(Text("\n").join(lines) if lines else Text("no topic messages yet"))
+            self.show(log, Text("\n").join(lines) if lines else Text("no topic messages yet"))
+
+    def show(self, widget: Static, text: Text) -> None:
+        """Put ``text`` in one of the fixed-height lines or panes, if it changed: an
+        update repaints the widget, and there is no need to lay the screen out again."""
+        if self._shown.get(widget.id) != text:
+            self._shown[widget.id] = text
+            widget.update(text, layout=False)
+
+    def summary(self, now: float) -> Summary:
+        """The model's summary, computed again when the model or the second changed
+        (a key pressed within the same second reuses it)."""
+        key = (self.model.version, int(now))
+        if self._summary is None or self._summary[0] != key:
+            self._summary = (key, self.model.summary(now))
+        return self._summary[1]
 
     # -- texts ---------------------------------------------------------------------------
 
@@ -372,6 +390,8 @@ class MonitorApp(App[None]):
         count = f"{shown} of {total} {noun}" if flt.active else f"{total} {noun}"
         parts.append((f" │ {count}", ""))
         grid = self.query_one(AgentGrid)
+        if grid.row_count < shown:
+            parts.append((f" │ rows {grid.top + 1}-{grid.top + grid.row_count}", ""))
         hidden = len(self.columns()) - len(grid.shown_columns)
         if hidden > 0:
             parts.append((f" │ {hidden} column{'s' if hidden > 1 else ''} hidden", "idle"))
@@ -393,6 +413,10 @@ class MonitorApp(App[None]):
         lines.append(Text(""))
         lines.append(Text("s opens the picker · digits set directly · q quits"))
         return Text("\n").join(lines)
+
+    @on(AgentGrid.WindowMoved)
+    def window_moved(self) -> None:
+        self.show(self.query_one(ViewLine), self.view_text(self.query_one(AgentGrid).total))
 
     # -- own status ----------------------------------------------------------------------
 
@@ -501,7 +525,7 @@ class MonitorApp(App[None]):
 
     def action_cycle_status_filter(self) -> None:
         statuses = list(self.settings.statuses)
-        statuses += sorted(s for s in self.model.summary(self.clock()).by_status
+        statuses += sorted(s for s in self.summary(self.clock()).by_status
                            if s not in statuses)
         current = self.filter.status
         index = statuses.index(current) + 1 if current in statuses else 0
@@ -526,8 +550,9 @@ class MonitorApp(App[None]):
 
     @on(DataTable.RowSelected)
     def row_chosen(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is not None:
-            self.push_screen(AgentDetail(self.model, event.row_key.value, self.clock, self.tz))
+        user_id = self.query_one(AgentGrid).user_at(event.cursor_row)
+        if user_id is not None:
+            self.push_screen(AgentDetail(self.model, user_id, self.clock, self.tz))
 
     def help_keys(self, screen: Screen[Any] | None = None) -> list[tuple[str, str]]:
         """(keys, description) of every enabled binding of ``screen``: the keys of one

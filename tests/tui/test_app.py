@@ -37,11 +37,11 @@ def grid(app: MonitorApp) -> AgentGrid:
 
 
 def row_ids(app: MonitorApp) -> list[str]:
-    return [str(row.key.value) for row in grid(app).ordered_rows]
+    return list(grid(app).shown_users)
 
 
 def cell(app: MonitorApp, user: str, column: str) -> str:
-    return grid(app).get_cell(user, column).plain
+    return grid(app).user_cell(user, column).plain
 
 
 def notes(app: MonitorApp) -> str:
@@ -194,7 +194,7 @@ async def test_thresholds_highlight_rows_and_count_in_the_summary() -> None:
         app.reconcile()
         assert cell(app, "agent_3", "name") == "⚠ Chloé Durand"
         assert cell(app, "agent_3", "status_time").startswith("⚠ ")
-        assert grid(app).get_cell("agent_3", "name").style.reverse  # highlighted
+        assert grid(app).user_cell("agent_3", "name").style.reverse  # highlighted
         assert "⚠ 3 over limit" in screen_text(app)
 
 

@@ -303,3 +303,31 @@ def test_history_samples_every_step_and_is_bounded() -> None:
         table.sample(NOW + 10 * i)
     assert len(table.history) == 6
     assert table.history[-1].available == 1 and table.history[-1].on_call == 0
+
+
+def test_kept_orders_stay_right_as_agents_change_and_columns_switch() -> None:
+    import random
+
+    rng = random.Random(7)
+    table = team()
+    statuses = ["available", "break", "lunch", "after_call_work", None]
+    columns = ["name", "online", "status", "status_time", "call", "call_time",
+               "last_change", "skill"]
+
+    def fresh(column: str, reverse: bool) -> list[str]:
+        agents = sorted(table.agents.values(), key=lambda a: table.sort_key(a, column),
+                        reverse=reverse)
+        return [a.user_id for a in agents]
+
+    for step in range(300):
+        user = f"agent_{rng.randrange(1, 12)}"  # some new agents appear on the way
+        attribute = rng.choice(["manual_status", "onlineStatus", "call", "skill"])
+        new = {"manual_status": rng.choice(statuses),
+               "onlineStatus": rng.choice(["online", "offline"]),
+               "call": rng.choice(["Ringing", "Answered", "Ended"]),
+               "skill": rng.choice(["billing", "sales", None])}[attribute]
+        extra = {"displayName": f"N{rng.randrange(5)}"} if rng.random() < 0.1 else {}
+        table.apply_message("t", message(user, attribute, new, at=NOW + step, **extra),
+                            now=NOW + step)
+        column, reverse = rng.choice(columns), rng.random() < 0.3
+        assert names(table, sort=Sort(column, reverse)) == fresh(column, reverse)

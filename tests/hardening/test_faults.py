@@ -259,6 +259,6 @@ async def test_restart_with_clients_reconnecting_with_jitter(
     monkeypatch.setenv("MONITOR_LOG_LEVEL", "info")
     results = await run(300, jitter=2.0, workdir=tmp_path, log=lambda *_: None)
     assert results["blip_resumed"] == 300 and results["blip_gaps"] == 0
-    assert results["restart_resynced"] == 301  # and the probe's client
+    assert results["restart_resynced"] >= 301  # every client and the probe's, by snapshot
     assert results["ghosts"] == 0 and results["missing"] == 0
     assert results["hub_errors"] == 0

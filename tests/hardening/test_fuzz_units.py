@@ -349,4 +349,5 @@ def test_any_config_file_text(tmp_path: Path, text: str) -> None:
         assert "\n" not in str(exc), str(exc)
         assert str(exc).startswith(str(path))
     else:
-        tomllib.loads(text)  # only what is TOML is accepted
+        # Only what is TOML is accepted (as read: text mode turns a lone CR into a newline).
+        tomllib.loads(path.read_text(encoding="utf-8"))

@@ -41,6 +41,7 @@ import multiprocessing as mp
 import os
 import queue
 import random
+import re
 import shutil
 import signal
 import struct
@@ -78,10 +79,11 @@ SYNC_START = b"\x1b[?2026h"
 SYNC_END = b"\x1b[?2026l"
 SYNC_QUERY = b"\x1b[?2026$p"
 SYNC_REPLY = b"\x1b[?2026;2$y"
-KEYS = {"o": b"o", "r": b"r", "n": b"n", "c": b"c", "down": b"\x1b[B"}
-SCRIPT = ("o", "down", "down", "r", "n", "down", "n", "c", "c", "down")
-"""The keys pressed, in a loop: sort next / reverse, online only, on a call only, cursor."""
-KIND = {"o": "sort", "r": "sort", "n": "filter", "c": "filter", "down": "cursor"}
+KEYS = {"o": b"o", "r": b"r", "n": b"n", "c": b"c", "down": b"\x1b[B", "up": b"\x1b[A"}
+SCRIPT = ("o", "move", "move", "r", "n", "move", "n", "c", "c", "move")
+"""The keys pressed, in a loop: sort next / reverse, online only, on a call only, and the
+cursor one row (down, or up when the list is shown to its end: it can always move)."""
+KIND = {"o": "sort", "r": "sort", "n": "filter", "c": "filter", "move": "cursor"}
 SORT_LABELS = ("Agent", "Online", "Status", "For", "Call", "In call", "Changed")
 
 # the publisher's shared counters
@@ -365,6 +367,18 @@ def view_line(lines: list[str]) -> str:
     return ""
 
 
+def kind_of(key: str) -> str:
+    return "cursor" if key in ("up", "down") else KIND[key]
+
+
+def at_end(view: str) -> bool:
+    """Whether the grid's window is at the end of its rows: the view line's ``rows a-b``
+    ends where its count of agents does."""
+    count = re.search(r"(\d+) (?:of \d+ )?agents?", view)
+    rows = re.search(r"rows (\d+)-(\d+)", view)
+    return count is not None and rows is not None and rows.group(2) == count.group(1)
+
+
 def grid_rows(term: Terminal) -> list[int]:
     """Screen rows of the grid's body (below its header, above the footer)."""
     lines = term.lines()
@@ -461,6 +475,7 @@ def run_phase(name: str, term: Terminal, view: ViewState, args: argparse.Namespa
             key = SCRIPT[key_index[0] % len(SCRIPT)]
             key_index[0] += 1
             if KIND[key] == "cursor":
+                key = "up" if at_end(view_line(term.lines())) else "down"
                 before = cursor_row(term)
 
                 def moved(before: tuple[int, str] | None = before) -> bool:
@@ -480,7 +495,7 @@ def run_phase(name: str, term: Terminal, view: ViewState, args: argparse.Namespa
         wait = 0.05 if pending else max(0.0, min(next_key, end) - time.monotonic())
         for frame_at in term.read(min(0.05, wait)):
             if pending is not None and pending[2]():
-                latencies[KIND[pending[0]]].append(int((frame_at - pending[1]) * 1e9))
+                latencies[kind_of(pending[0])].append(int((frame_at - pending[1]) * 1e9))
                 if args.verbose:
                     print(f"{name} {pending[0]:5} {1000 * (frame_at - pending[1]):8.1f} ms",
                           flush=True)
@@ -490,7 +505,7 @@ def run_phase(name: str, term: Terminal, view: ViewState, args: argparse.Namespa
             timeouts += 1
             if args.verbose:
                 print(f"{name} {pending[0]:5} timed out; screen:", *term.lines(), sep="\n")
-            latencies[KIND[pending[0]]].append(int(args.key_timeout * 1e9))
+            latencies[kind_of(pending[0])].append(int(args.key_timeout * 1e9))
             pending = None
         if term.proc.poll() is not None:
             raise RuntimeError(f"the app exited {term.proc.returncode}")

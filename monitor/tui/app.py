@@ -146,6 +146,7 @@ class MonitorApp(App[None]):
         self.styles_by_state: dict[str, Style] = {}
         self._shown: dict[str | None, Text] = {}
         self._summary: tuple[tuple[int, int], Summary] | None = None
+        self._prepared = 0
 
     # -- layout --------------------------------------------------------------------------
 
@@ -268,6 +269,10 @@ class MonitorApp(App[None]):
         with self.batch_update():
             grid.reconcile(self.model, rows, self.columns(), now, self.tz)
         self.show(self.query_one(ViewLine), self.view_text(len(rows)))
+        columns = self.sortable_columns()
+        if columns:  # keep the other sorts ready, one column per reconcile
+            self._prepared = (self._prepared + 1) % len(columns)
+            self.model.prepare(columns[self._prepared])
         log = self.query_one(EventLog)
         if log.has_class("-shown") and self._log_version != self.model.version:
             self._log_version = self.model.version

@@ -201,9 +201,37 @@ class Sample:
 
 @dataclass
 class _Order:
-    agents: list[Agent]
+    user_ids: list[str]
     keys: dict[str, tuple[Any, ...]]
     dirty: set[str]
+    agents: list[Agent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Tally:
+    online: str
+    status: str | None
+    call: str
+    on_call: bool
+    available: bool
+    limits: tuple[tuple[float, float], ...]
+
+
+@dataclass
+class _Totals:
+    by_online: dict[str, int] = field(default_factory=dict)
+    by_status: dict[str, int] = field(default_factory=dict)
+    by_call: dict[str, int] = field(default_factory=dict)
+    available: int = 0
+    on_call: int = 0
+
+    def add(self, tally: _Tally, sign: int) -> None:
+        self.by_online[tally.online] = self.by_online.get(tally.online, 0) + sign
+        if tally.status is not None:
+            self.by_status[tally.status] = self.by_status.get(tally.status, 0) + sign
+        self.by_call[tally.call] = self.by_call.get(tally.call, 0) + sign
+        self.available += sign * tally.available
+        self.on_call += sign * tally.on_call
 
 
 @dataclass
@@ -235,6 +263,10 @@ class AgentTable:
         self._custom: dict[str, None] = {}
         self._orders: dict[str, _Order] = {}
         """Per column sorted by: every agent in order, kept from one call to the next."""
+        self._tallies: dict[str, _Tally] = {}
+        self._totals = _Totals()
+        self._limited: dict[str, tuple[tuple[float, float], ...]] = {}
+        self._untallied: set[str] = set()
 
     # -- feeding -------------------------------------------------------------------------
 
@@ -244,12 +276,13 @@ class AgentTable:
             agent = Agent(user_id, timeline=deque(maxlen=self._timeline_size))
             self.agents[user_id] = agent
             for order in self._orders.values():
-                order.agents.append(agent)
-                order.dirty.add(user_id)
+                order.user_ids.append(user_id)
+            self._touch(user_id)
         return agent
 
     def _touch(self, user_id: str) -> None:
-        """An agent changed: its sort keys are out of date."""
+        """An agent changed: its sort keys and its part of the summary are out of date."""
+        self._untallied.add(user_id)
         for order in self._orders.values():
             order.dirty.add(user_id)
 
@@ -433,17 +466,25 @@ class AgentTable:
         second, and back and forth between columns, stays cheap)."""
         order = self._orders.get(column)
         if order is None:
-            order = self._orders[column] = _Order(list(self.agents.values()), {},
-                                                  set(self.agents))
+            order = self._orders[column] = _Order(list(self.agents), {}, set(self.agents))
+        agents = self.agents
         if order.dirty:
-            keys, agents = order.keys, self.agents
+            keys = order.keys
             for user_id in order.dirty:
                 agent = agents.get(user_id)
                 if agent is not None:
                     keys[user_id] = self.sort_key(agent, column)
             order.dirty.clear()
-            order.agents.sort(key=lambda a: keys[a.user_id])
+            order.user_ids.sort(key=keys.__getitem__)
+            order.agents = [agents[user_id] for user_id in order.user_ids]
+        elif len(order.agents) != len(order.user_ids):
+            order.agents = [agents[user_id] for user_id in order.user_ids]
         return order.agents
+
+    def prepare(self, column: str) -> None:
+        """Bring the kept order of ``column`` up to date ahead of time (the screen does
+        one column at a time while idle, so switching to a sort costs little)."""
+        self._sorted(column)
 
     def rows(self, now: float, sort: Sort = Sort(), flt: Filter = Filter()) -> list[Agent]:
         """The agents to show, filtered and sorted."""
@@ -454,49 +495,58 @@ class AgentTable:
             return list(ordered)
         return [a for a in ordered if self.matches(a, flt)]
 
+    def _tally(self, agent: Agent) -> _Tally:
+        """What one agent adds to the summary (the checks of :meth:`breaches` and
+        :meth:`is_available`, for the summary's sake)."""
+        values, since = agent.values, agent.since
+        raw_online = values.get(ONLINE_STATUS)
+        online = raw_online if raw_online in (ONLINE, OFFLINE) else UNKNOWN
+        raw = values.get(self.status_attribute)
+        status = None if raw is None else value_text(raw)
+        call = values.get(CALL)
+        if call not in ACTIVE_CALL_STATES:
+            call = IDLE
+        busy = call != IDLE
+        available = not busy and online != OFFLINE and status == self.available_status
+        limits: list[tuple[float, float]] = []  # (since, limit) of each state with a limit
+        thresholds = self.thresholds
+        for state, table, attribute in (
+                (status, thresholds.status, self.status_attribute),
+                (call if busy else None, thresholds.call, CALL),
+                (raw_online, thresholds.online, ONLINE_STATUS)):
+            if state is not None and state in table:
+                began = since.get(attribute)
+                if began is not None:
+                    limits.append((began, table[state]))
+        return _Tally(online, status, call, busy, available, tuple(limits))
+
     def summary(self, now: float) -> Summary:
         """Totals by online state, manual status and call state, and threshold breaches.
 
-        The screen asks for this a few times a second over every agent, so the checks of
-        :meth:`breaches` and :meth:`is_available` are inlined here."""
-        by_online: dict[str, int] = {}
-        by_status: dict[str, int] = {}
-        by_call: dict[str, int] = {}
-        available = on_call = breaching = 0
-        status_attribute, available_status = self.status_attribute, self.available_status
-        status_limits = self.thresholds.status
-        call_limits = self.thresholds.call
-        online_limits = self.thresholds.online
-
-        def over(since: float | None, limit: float) -> bool:
-            return since is not None and now - since > limit
-
-        for agent in self.agents.values():
-            values, since = agent.values, agent.since
-            raw_online = values.get(ONLINE_STATUS)
-            online = raw_online if raw_online in (ONLINE, OFFLINE) else UNKNOWN
-            by_online[online] = by_online.get(online, 0) + 1
-            raw = values.get(status_attribute)
-            status = None if raw is None else value_text(raw)
-            if status is not None:
-                by_status[status] = by_status.get(status, 0) + 1
-            call = values.get(CALL)
-            if call not in ACTIVE_CALL_STATES:
-                call = IDLE
-            by_call[call] = by_call.get(call, 0) + 1
-            busy = call != IDLE
-            if busy:
-                on_call += 1
-            elif online != OFFLINE and status == available_status:
-                available += 1
-            if (status is not None and status in status_limits
-                    and over(since.get(status_attribute), status_limits[status])) \
-                    or (busy and call in call_limits and over(since.get(CALL), call_limits[call])) \
-                    or (raw_online is not None and raw_online in online_limits
-                        and over(since.get(ONLINE_STATUS), online_limits[raw_online])):
-                breaching += 1
-        return Summary(len(self.agents), by_online, by_status, by_call,
-                       available, on_call, breaching)
+        Kept up to date agent by agent as they change (the screen asks for this a few
+        times a second); only the breaches are counted anew, among the agents in a state
+        that has a limit."""
+        totals = self._totals
+        for user_id in self._untallied:
+            agent = self.agents.get(user_id)
+            if agent is None:
+                continue
+            old = self._tallies.get(user_id)
+            if old is not None:
+                totals.add(old, -1)
+            new = self._tallies[user_id] = self._tally(agent)
+            totals.add(new, 1)
+            if new.limits:
+                self._limited[user_id] = new.limits
+            else:
+                self._limited.pop(user_id, None)
+        self._untallied.clear()
+        breaching = sum(1 for limits in self._limited.values()
+                        if any(now - began > limit for began, limit in limits))
+        return Summary(len(self.agents), {k: v for k, v in totals.by_online.items() if v},
+                       {k: v for k, v in totals.by_status.items() if v},
+                       {k: v for k, v in totals.by_call.items() if v},
+                       totals.available, totals.on_call, breaching)
 
     def sample(self, now: float) -> bool:
         """Record a chart point if ``history_step`` has passed since the last; True if so."""

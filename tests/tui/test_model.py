@@ -11,6 +11,7 @@ from monitor.tui.model import (
     Applied,
     Filter,
     Sort,
+    Summary,
     Thresholds,
 )
 from tests.tui.scenario import NOW, calls_snapshot, message, team_snapshot, value
@@ -310,6 +311,9 @@ def test_kept_orders_stay_right_as_agents_change_and_columns_switch() -> None:
 
     rng = random.Random(7)
     table = team()
+    table.thresholds = Thresholds(status={"break": 900, "after_call_work": 120},
+                                  call={"Ringing": 20, "Answered": 600},
+                                  online={"offline": 3000})
     statuses = ["available", "break", "lunch", "after_call_work", None]
     columns = ["name", "online", "status", "status_time", "call", "call_time",
                "last_change", "skill"]
@@ -331,3 +335,21 @@ def test_kept_orders_stay_right_as_agents_change_and_columns_switch() -> None:
                             now=NOW + step)
         column, reverse = rng.choice(columns), rng.random() < 0.3
         assert names(table, sort=Sort(column, reverse)) == fresh(column, reverse)
+        if step % 7 == 0:
+            now = NOW + step + rng.choice([0, 100, 1000, 5000])
+            assert table.summary(now) == counted(table, now)
+
+
+def counted(table: AgentTable, now: float) -> Summary:
+    """The summary counted the plain way, agent by agent."""
+    agents = list(table.agents.values())
+
+    def tally(values: list[str | None]) -> dict[str, int]:
+        return {v: values.count(v) for v in dict.fromkeys(values) if v is not None}
+
+    return Summary(len(agents), tally([a.online for a in agents]),
+                   tally([table.status_of(a) for a in agents]),
+                   tally([a.call_state for a in agents]),
+                   sum(table.is_available(a) for a in agents),
+                   sum(a.on_call for a in agents),
+                   sum(bool(table.breaches(a, now)) for a in agents))

@@ -22,7 +22,7 @@ from monitor.hub.calls import (
     advance,
     parse_status,
 )
-from monitor.hub.state import CallRow, Effects, Session
+from monitor.hub.state import CallRow, Effects, Session, User
 from monitor.protocol import CALL, CallService, Result, encode, reply
 
 if TYPE_CHECKING:
@@ -76,10 +76,7 @@ class Calls:
         effects.ops.append(CallRow(call.project_id, call.call_id,
                                    call.to_json() if call.active else None))
         notice = encode(CallService.CALL_STATE, {"call": call.to_json(), **(notice_extra or {})})
-        targets = [h for party in call.parties()
-                   for h in state.user_handles(call.project_id, party)]
-        if targets:
-            effects.sends.append((targets, notice))
+        self._notify(effects, call, notice)
         self._arm_no_answer(call)
         log.info("event=call call=%s project=%s from=%s to=%s status=%s reason=%s",
                  call.call_id, call.project_id, call.from_, call.to, call.status.value,
@@ -233,7 +230,7 @@ class Calls:
         call = Call(user.project_id, call_id, user.user_id, to, CallStatus.CALLING,
                     Direction.INTERNAL, now, now)
         busy = any(c.active for c in self.book.of_user(user.project_id, to))
-        if not callee.sessions or busy:
+        if not self._reachable(callee) or busy:
             # Nobody to ring: the call is made, and ends at once, for everyone to see.
             effects = self.transition(call, None, now)
             ended = advance(call, CallStatus.ENDED, now, EndReason.BUSY)
@@ -242,8 +239,23 @@ class Calls:
         effects = self.transition(call, None, now)
         incoming = encode(CallService.INCOMING_CALL, {
             "call": call.to_json(), "fromDisplayName": user.display_name or user.user_id})
-        effects.sends.append((list(callee.sessions), incoming))
+        self._ring(effects, callee, incoming)
         return effects, {"call": call.to_json()}
+
+    def _notify(self, effects: Effects, call: Call, notice: str) -> None:
+        """Send a CALL_STATE notice to every connection of both parties."""
+        targets = [h for party in call.parties()
+                   for h in self.hub.state.user_handles(call.project_id, party)]
+        if targets:
+            effects.sends.append((targets, notice))
+
+    def _reachable(self, callee: User) -> bool:
+        """Whether the callee has a connection to ring."""
+        return bool(callee.sessions)
+
+    def _ring(self, effects: Effects, callee: User, incoming: str) -> None:
+        """Send the incoming-call notice to every connection of the callee."""
+        effects.sends.append((list(callee.sessions), incoming))
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -4,6 +4,8 @@
 ``baseline``: ``bench/baseline_ws_server.py`` (minimal ``websockets`` server), or with
 mode ``rest`` ``bench/baseline_rest_server.py`` (FastAPI on uvicorn, fixed answers).
 ``mosquitto``: ``mosquitto -c`` a copy of ``bench/mosquitto.conf`` (websockets listener).
+``Cluster``: N hub nodes sharing one ``redis-server`` (``RedisServer``, started here on a
+free 127.0.0.1 port in a temporary directory), or one hub on SQLite for comparison.
 """
 
 from __future__ import annotations
@@ -191,3 +193,148 @@ keys = [{{ sid = "{KEY_SID}", secret = "{KEY_SECRET}" }}]
 def exit_on_sigterm() -> None:
     """SIGTERM unwinds like Ctrl-C, so every started server is stopped on the way out."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+class RedisServer:
+    """``redis-server`` on a free 127.0.0.1 port, pinned to core 0, its AOF in a
+    temporary directory (``appendonly yes``; ``appendfsync`` as given: ``everysec``
+    survives a crash of the process like the hub's SQLite ``synchronous=NORMAL``)."""
+
+    def __init__(self, appendfsync: str = "everysec") -> None:
+        self.appendfsync = appendfsync
+        self.port = free_port()
+        self.workdir: Path | None = None  # created by start()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        assert self.workdir is not None
+        return self.workdir / "redis.log"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.workdir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+             "--save", "", "--appendonly", "yes", "--appendfsync", self.appendfsync,
+             "--protected-mode", "yes", "--daemonize", "no"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_pinned_child, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited: {self.log()}")
+            if self._ping():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"redis-server not ready within {timeout} s: {self.log()}")
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def command_calls(self) -> dict[str, int]:
+        """Calls per command so far (``INFO commandstats``), e.g. {"evalsha": 1200}."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            s.sendall(b"INFO commandstats\r\n")
+            data = b""
+            while True:
+                data += s.recv(65536)
+                head, _, rest = data.partition(b"\r\n")
+                if head.startswith(b"$") and len(rest) >= int(head[1:]):
+                    break
+        out = {}
+        for line in rest.decode().splitlines():
+            if line.startswith("cmdstat_"):
+                name, _, fields = line[8:].partition(":")
+                out[name] = int(fields.split(",")[0].split("=")[1])
+        return out
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:] \
+            if self.workdir is not None and self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self) -> None:
+        self.stop()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class Cluster:
+    """``nodes`` hub nodes on one fresh redis-server, or (``redis=False``) one hub on
+    SQLite; every process pinned to core 0. ``ports`` are the nodes' WebSocket ports,
+    ``pids`` names every server process (``node0``, ``node1``, ..., ``redis``)."""
+
+    def __init__(self, nodes: int = 1, redis: bool = True, hub_settings: str = "",
+                 appendfsync: str = "everysec") -> None:
+        if nodes < 1 or (not redis and nodes != 1):
+            raise ValueError("one SQLite node, or one or more nodes on Redis")
+        self.redis = RedisServer(appendfsync) if redis else None
+        self.hub_settings = hub_settings
+        self.nodes: list[Target] = []
+        self.size = nodes
+
+    @property
+    def ports(self) -> list[int]:
+        return [n.port for n in self.nodes]
+
+    @property
+    def pids(self) -> dict[str, int]:
+        out = {f"node{i}": n.pid for i, n in enumerate(self.nodes)}
+        if self.redis is not None:
+            out["redis"] = self.redis.pid
+        return out
+
+    def log(self) -> str:
+        return "\n".join(n.log()[-600:] for n in self.nodes) + \
+            (self.redis.log()[-600:] if self.redis else "")
+
+    def start(self) -> Cluster:
+        try:
+            settings = self.hub_settings
+            if self.redis is not None:
+                self.redis.start()
+                settings = f'redis_url = "{self.redis.url}"\n{settings}'
+            for _ in range(self.size):
+                self.nodes.append(Target("hub", hub_settings=settings).start())
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        for n in self.nodes:
+            n.__exit__()
+        if self.redis is not None:
+            self.redis.close()
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

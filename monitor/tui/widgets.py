@@ -14,7 +14,9 @@ from textual import events
 from textual._types import SegmentLines
 from textual.binding import Binding, BindingType
 from textual.coordinate import Coordinate
+from textual.geometry import Region
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey, RowKey
 
@@ -94,6 +96,8 @@ class AgentGrid(DataTable):
         self._now = 0.0
         self._tz: dt.tzinfo | None = None
         self._metas: dict[tuple[int, int], Style] = {}
+        self._cell_lines: dict[tuple[Any, ...], list[Segment]] = {}
+        self._line_style: Style | None = None
         self.shown_users: list[str] = []
         """The userId on each line of the window, top to bottom."""
 
@@ -303,12 +307,42 @@ class AgentGrid(DataTable):
             style = self._metas[key] = Style.from_meta(meta)
         return style
 
-    @staticmethod
-    def _fast_cell(cell: object, width: int, padding: int, pre: Style, post: Style,
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._line_style = self.rich_style  # DataTable asks for it line by line
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._line_style = None
+
+    def render_line(self, y: int) -> Strip:
+        if self.fixed_rows or self._line_style is None:
+            return super().render_line(y)
+        scroll_x, scroll_y = self.scroll_offset
+        if y >= (self.header_height if self.show_header else 0):
+            y += scroll_y
+        return self._render_line(y, scroll_x, scroll_x + self.size.width, self._line_style)
+
+    def _fast_cell(self, cell: object, width: int, padding: int, pre: Style, post: Style,
                    header: bool) -> list[Segment] | None:
         """One cell's line as DataTable renders a one-line Text without spans (Padding
-        around it, styles layered pre + text + post); ``None`` for anything else."""
-        if not isinstance(cell, Text) or cell.spans or not cell.plain \
+        around it, styles layered pre + text + post); ``None`` for anything else. The
+        same text in the same place (the same styles) is drawn once."""
+        if not isinstance(cell, Text):
+            return None
+        key = (cell.plain, cell.style, cell.overflow, width, padding, pre, post)
+        segments = self._cell_lines.get(key)
+        if segments is None:
+            segments = self._draw_cell(cell, width, padding, pre, post)
+            if segments is not None:
+                if len(self._cell_lines) > 4096:
+                    self._cell_lines.clear()
+                self._cell_lines[key] = segments
+        return segments
+
+    @staticmethod
+    def _draw_cell(cell: Text, width: int, padding: int, pre: Style, post: Style
+                   ) -> list[Segment] | None:
+        if cell.spans or not cell.plain \
                 or "\n" in cell.plain or "\t" in cell.plain or cell.end != "\n":
             return None
         inner = width - 2 * padding

@@ -7,6 +7,7 @@ few times a second, cell by cell, inside one batch update.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -65,6 +66,8 @@ from monitor.tui.widgets import (
 )
 
 FALLBACK_THEME = "textual-dark"
+FREEZE_AGENTS = 1000
+"""From this many agents on, a snapshot's objects are frozen out of the cycle collector."""
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,12 @@ class MonitorApp(App[None]):
             self.last_message_at = now
             self.model.apply_snapshot(event.topic, event.values, seq=event.seq,
                                       epoch=event.epoch, now=now)
+            # The agent table just grew by a topic's worth of long-lived objects: keep
+            # them out of the cycle collector's full passes, which otherwise scan them all
+            # every few seconds (a pause of tens of milliseconds at 5,000 agents). They are
+            # still freed as usual once nothing refers to them.
+            if len(self.model.agents) >= FREEZE_AGENTS:
+                gc.freeze()
         elif isinstance(event, Session):
             self.session = event
             self.screen.set_class(not event.subscribe, "-compact")

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from monitor.protocol import CALL, OFFLINE, ONLINE, ONLINE_STATUS
 
@@ -42,9 +42,13 @@ def _seconds(timestamp: Any, fallback: float) -> float:
     return timestamp / 1000.0
 
 
-@dataclass(frozen=True)
-class CallInfo:
-    """The latest call of an agent as the topics told it."""
+class CallInfo(NamedTuple):
+    """The latest call of an agent as the topics told it.
+
+    This and :class:`Change` are named tuples rather than dataclasses: a monitor keeps
+    hundreds of thousands of them (every agent's timeline), and tuples of plain values
+    are left alone by Python's cycle collector, whose full passes over the agent table
+    otherwise paused the screen for tens of milliseconds."""
 
     status: str
     call_id: str | None = None
@@ -60,8 +64,7 @@ class CallInfo:
         return self.callee or self.caller
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
     """One attribute change of one agent (an event log line, a timeline entry)."""
 
     time: float

@@ -154,10 +154,11 @@ class AgentGrid(DataTable):
             self._relayout(fitted)
         self._model, self._rows, self._now, self._tz = model, rows, now, tz
         if selected is not None:
-            for i, agent in enumerate(rows):
-                if agent.user_id == selected:
-                    index = i
-                    break
+            agent = model.agents.get(selected)
+            # the same object: compare identities, never the dataclass's fields
+            found = next((i for i, a in enumerate(rows) if a is agent), None)
+            if found is not None:
+                index = found
         index = max(0, min(index, len(rows) - 1))
         self._show(index - line, index)
 

@@ -428,6 +428,10 @@ class MonitorApp(App[None]):
         lines.append(Text("s opens the picker · digits set directly · q quits"))
         return Text("\n").join(lines)
 
+    @on(SummaryBar.Resized)
+    def summary_resized(self) -> None:
+        self.reconcile()
+
     @on(AgentGrid.WindowMoved)
     def window_moved(self) -> None:
         self.show(self.query_one(ViewLine), self.view_text(self.query_one(AgentGrid).total))

@@ -440,7 +440,8 @@ class OwnStatusBar(Static):
     """Top line: who you are, your own status, and the hub's answer to your last change."""
 
     DEFAULT_CSS = """
-    OwnStatusBar { height: 1; background: $panel; padding: 0 1; }
+    OwnStatusBar { height: 1; background: $panel; padding: 0 1;
+                   text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
 
@@ -448,23 +449,37 @@ class ConnectionLine(Static):
     """Connected / reconnecting in N s / offline, hub URL, user, last message age."""
 
     DEFAULT_CSS = """
-    ConnectionLine { height: 1; padding: 0 1; color: $text-muted; }
+    ConnectionLine { height: 1; padding: 0 1; color: $text-muted;
+                     text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
 
 class SummaryBar(Static):
-    """Totals by online state, status and call state; the available / on-call chart."""
+    """Totals by online state, status and call state; the available / on-call chart.
+
+    Its lines never wrap (Rich's ``no_wrap`` does not survive into Textual's content: the
+    CSS says it), and its chart is sized for its width: when the width changes it asks
+    for its text again at once, so a chart drawn for a wider screen is never shown."""
+
+    class Resized(Message):
+        """The bar's width changed: its text must be made again for the new width."""
 
     DEFAULT_CSS = """
-    SummaryBar { height: 3; padding: 0 1; background: $surface; }
+    SummaryBar { height: 3; padding: 0 1; background: $surface;
+                 text-wrap: nowrap; text-overflow: ellipsis; }
     """
+
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.post_message(self.Resized())
 
 
 class ViewLine(Static):
     """How the grid is sorted and filtered, and how many agents it shows."""
 
     DEFAULT_CSS = """
-    ViewLine { height: 1; padding: 0 1; color: $text-muted; }
+    ViewLine { height: 1; padding: 0 1; color: $text-muted;
+               text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
 
@@ -472,7 +487,8 @@ class EventLog(Static):
     """The latest topic messages, newest last."""
 
     DEFAULT_CSS = """
-    EventLog { height: 8; border-top: solid $primary; padding: 0 1; display: none; }
+    EventLog { height: 8; border-top: solid $primary; padding: 0 1; display: none;
+               text-wrap: nowrap; text-overflow: ellipsis; }
     EventLog.-shown { display: block; }
     """
 

@@ -21,6 +21,7 @@ from tests.tui.scenario import (
     TEAM,
     Clock,
     answered,
+    calls_snapshot,
     make_app,
     message_event,
     operator_session,
@@ -333,6 +334,23 @@ async def test_agent_without_team_topics_gets_the_compact_own_status_screen() ->
         await settle(app, pilot)
         assert "My status: ◐ break" in screen_text(app)
         assert "2  break  ◀ current" in screen_text(app)
+
+
+async def test_a_token_with_only_all_call_status_still_gets_the_grid() -> None:
+    """ALL_CALL_STATUS counts as a topic: the grid lists the agents with calls, their
+    call state and the other party; online state and status are unknown there."""
+    app = make_app([Session("sup", (CALLS,), {}), calls_snapshot(), Link(CONNECTED)])
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(app, pilot)
+        assert not app.screen.has_class("-compact")
+        assert grid(app).display and grid(app).region.height
+        assert row_ids(app) == ["agent_5", "agent_6"]
+        assert cell(app, "agent_5", "call") == "▶ talking ← +15550100"
+        assert cell(app, "agent_6", "online") == "? unknown"
+        assert cell(app, "agent_6", "status") == "–"
+        text = screen_text(app)
+        assert "? 2 unknown" in text and "no status set yet" in text
+        assert "subscribes to no team topic" not in text
 
 
 async def test_connection_line_reconnecting_stale_and_back() -> None:

@@ -257,6 +257,12 @@ class MonitorApp(App[None]):
     def reconcile(self) -> None:
         """Bring every widget in line with the model. Called a few times a second."""
         try:
+            self._reconcile()
+        except NoMatches:  # a timer that fires while the screen is torn down, widget by widget
+            return
+
+    def _reconcile(self) -> None:
+        try:
             grid = self.query_one(AgentGrid)
         except NoMatches:  # not composed yet, or already torn down
             return

@@ -175,7 +175,7 @@ class MonitorApp(App[None]):
         self._apply_theme_styles(self.current_theme)
         self.query_one(AgentGrid).focus()
         self.run_worker(self._consume(), name="feed", group="feed", exclusive=True)
-        self.set_interval(1.0 / self.settings.refresh_per_second, self.reconcile)
+        self.set_interval(1.0 / self.settings.refresh_per_second, self.tick)
         self.reconcile()
 
     def use_theme(self, name: str) -> bool:
@@ -254,6 +254,15 @@ class MonitorApp(App[None]):
     def visible_rows(self, now: float) -> list[Agent]:
         return self.model.rows(now, self.sort, self.filter)
 
+    def tick(self) -> None:
+        """A few times a second: reconcile, then bring one other column's sort order up
+        to date (off the path of a key, so switching sorts finds it ready)."""
+        self.reconcile()
+        columns = self.sortable_columns()
+        if columns:
+            self._prepared = (self._prepared + 1) % len(columns)
+            self.model.prepare(columns[self._prepared])
+
     def reconcile(self) -> None:
         """Bring every widget in line with the model. Called a few times a second."""
         try:
@@ -284,10 +293,6 @@ class MonitorApp(App[None]):
         with self.batch_update():
             grid.reconcile(self.model, rows, self.columns(), now, self.tz)
         self.show(self.query_one(ViewLine), self.view_text(len(rows)))
-        columns = self.sortable_columns()
-        if columns:  # keep the other sorts ready, one column per reconcile
-            self._prepared = (self._prepared + 1) % len(columns)
-            self.model.prepare(columns[self._prepared])
         log = self.query_one(EventLog)
         if log.has_class("-shown") and self._log_version != self.model.version:
             self._log_version = self.model.version

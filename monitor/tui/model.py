@@ -509,7 +509,19 @@ class AgentTable:
             ordered = ordered[::-1]
         if not flt.active:
             return list(ordered)
-        return [a for a in ordered if self.matches(a, flt)]
+        if flt.text.strip():
+            return [a for a in ordered if self.matches(a, flt)]
+        # the quick filters alone, as :meth:`matches` decides them, without its calls
+        shown = ordered
+        if flt.online_only:
+            shown = [a for a in shown if a.values.get(ONLINE_STATUS) == ONLINE]
+        if flt.on_call:
+            shown = [a for a in shown if a.values.get(CALL) in ACTIVE_CALL_STATES]
+        if flt.status is not None:
+            attribute, status = self.status_attribute, flt.status
+            shown = [a for a in shown if (value := a.values.get(attribute)) is not None
+                     and value_text(value) == status]
+        return list(shown)
 
     def _tally(self, agent: Agent) -> _Tally:
         """What one agent adds to the summary (the checks of :meth:`breaches` and

@@ -225,6 +225,9 @@ class AgentGrid(DataTable):
             (self._line_cache, lambda key: key[0] in lines),
         ]
         for cache, stale in caches:
+            if 2 * len(rows) > self.row_count:  # most rows changed: cheaper to drop all
+                cache.clear()
+                continue
             for key in [key for key in cache.keys() if stale(key)]:  # noqa: SIM118 (not a dict)
                 cache.discard(key)
         for index in indices:

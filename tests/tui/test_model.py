@@ -335,6 +335,10 @@ def test_kept_orders_stay_right_as_agents_change_and_columns_switch() -> None:
                             now=NOW + step)
         column, reverse = rng.choice(columns), rng.random() < 0.3
         assert names(table, sort=Sort(column, reverse)) == fresh(column, reverse)
+        flt = Filter(online_only=rng.random() < 0.5, on_call=rng.random() < 0.3,
+                     status=rng.choice([None, "available", "break"]))
+        expected = [u for u in fresh(column, reverse) if table.matches(table.agents[u], flt)]
+        assert names(table, sort=Sort(column, reverse), flt=flt) == expected
         if step % 7 == 0:
             now = NOW + step + rng.choice([0, 100, 1000, 5000])
             assert table.summary(now) == counted(table, now)

@@ -69,17 +69,24 @@ async def test_rows_are_drawn_exactly_as_datatable_draws_them(theme: str) -> Non
             theirs = flat(DataTable._render_line_in_row(
                 table, key, 0, base, table.cursor_coordinate, table.hover_coordinate))
             assert ours == theirs, key
-        # narrow: names cut with an ellipsis
-        await pilot.resize_terminal(60, 24)
-        await settle(app, pilot)
-        for key in [table._header_row_key, *(row.key for row in table.ordered_rows)]:
-            table._row_render_cache.clear()
-            ours = flat(table._render_line_in_row(key, 0, base, table.cursor_coordinate,
-                                                  table.hover_coordinate))
-            table._row_render_cache.clear()
-            theirs = flat(DataTable._render_line_in_row(
-                table, key, 0, base, table.cursor_coordinate, table.hover_coordinate))
-            assert ours == theirs, key
+        # narrow: names cut with an ellipsis; then the grid without focus (the filter
+        # box has it): the cursor in its blurred style
+        for step in ("narrow", "blurred"):
+            if step == "narrow":
+                await pilot.resize_terminal(60, 24)
+            else:
+                await pilot.press("slash")
+                assert not table.has_focus
+            await settle(app, pilot)
+            base = table.rich_style
+            for key in [table._header_row_key, *(row.key for row in table.ordered_rows)]:
+                table._row_render_cache.clear()
+                ours = flat(table._render_line_in_row(
+                    key, 0, base, table.cursor_coordinate, table.hover_coordinate))
+                table._row_render_cache.clear()
+                theirs = flat(DataTable._render_line_in_row(
+                    table, key, 0, base, table.cursor_coordinate, table.hover_coordinate))
+                assert ours == theirs, (step, key)
 
 
 async def test_the_table_holds_only_the_rows_on_screen() -> None:

@@ -6,28 +6,29 @@ What runs, each in its own process:
 
 - the hub (``python -m monitor hub``), pinned to core 0;
 - a publisher, pinned to core 0: ``--agents`` WebSocket connections, one per agent, each
-  authenticated with a token that grants ``manual_status -> bench_team``; it sets every
-  agent's status at start and starts some calls, then, while told to, changes statuses
-  (CHANGE_ATTRIBUTE on the agent's own connection) and moves calls along (REST
-  ``PUT /v1/calls/{id}``: Ringing -> Answered -> Ended, published on ALL_CALL_STATUS)
-  at ``--rate`` topic messages per second, evenly spaced;
-- ``python -m monitor tui`` itself, pinned to core 1, in a pseudo-terminal of
-  ``--size`` (160x50) that this script reads as a terminal would (``pyte``), with a
-  supervisor token subscribing ``bench_team`` and ``ALL_CALL_STATUS``.
+  authenticated with a token that grants ``manual_status`` and ``onlineStatus`` to
+  ``bench_team``; it sets every agent's status at start and reports some calls, then,
+  while told to, changes statuses (CHANGE_ATTRIBUTE on the agent's own connection) and
+  moves calls along (REST ``PUT /v1/calls/{id}``: Ringing -> Answered -> Ended, published
+  on ALL_CALL_STATUS) at ``--rate`` topic messages per second, evenly spaced;
+- ``python -m monitor tui`` itself, pinned to core 1, in a pseudo-terminal of ``--size``
+  (160x50) that this script (core 0) reads as a terminal would (``pyte``), with a
+  supervisor's token subscribing ``bench_team`` and ``ALL_CALL_STATUS``.
 
 Two phases, one after the other on the same app process: ``idle`` (the grid loaded with
 every agent, no message flowing: the baseline) and ``live`` (``--rate`` messages/s),
 each ``--duration`` s. In both, a key is pressed every ``--key-interval`` s, cycling
-through sort (``o``, ``r``), filter (``n``, ``c``) and cursor (``down``) keys.
+through sort (``o``, ``r``), filter (``n``, ``c``) and cursor (``down``, or ``up`` at the
+end of the list) keys.
 
 Keypress -> screen latency: from writing the key's bytes to the terminal until the
-terminal has read the end of the first frame that shows its effect. The app answers the
-synchronized-output query, so every frame it paints comes between ``CSI ? 2026 h`` and
-``CSI ? 2026 l``; after each frame the screen is checked. A sort or filter key is done
-when the view line says the new sort and filters (the grid and the view line are updated
-by one reconcile and painted in one frame); a cursor key when the highlighted row holds
-another agent. Keys are never overlapped: the next one waits for the previous one's
-frame (or its ``--key-timeout``, counted as a timeout).
+terminal has read the end of the first frame that shows its effect. This script answers
+the app's synchronized-output query, so every frame the app paints comes between
+``CSI ? 2026 h`` and ``CSI ? 2026 l``; after each frame the screen is checked. A sort or
+filter key is done when the view line says the new sort and filters (the grid and the
+view line are updated by one reconcile and painted in one frame); a cursor key when the
+highlighted row holds another agent. Keys are never overlapped: the next one waits for
+the previous one's frame (or its ``--key-timeout``, counted as a timeout).
 """
 
 from __future__ import annotations

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from tests.calls.callwire import Users
+from tests.hub.conftest import make_hub  # hubs with their own [hub] settings, one test each
 from tests.hub.wire import hub_with
 from tests.hubproc import HubProcess
-
-HubFactory = Callable[..., HubProcess]
 
 
 @pytest.fixture(scope="session")
@@ -33,18 +31,4 @@ async def users(call_hub: HubProcess) -> AsyncIterator[Users]:
     await opened.close_all()
 
 
-@pytest.fixture
-def make_hub(tmp_path: Path) -> Iterator[HubFactory]:
-    """Hubs with their own [hub] settings for one test, killed at its end."""
-    started: list[HubProcess] = []
-
-    def make(**settings: int | str) -> HubProcess:
-        process = hub_with(tmp_path / f"hub{len(started)}", **settings)
-        started.append(process)
-        return process
-
-    try:
-        yield make
-    finally:
-        for process in started:
-            process.kill()
+__all__ = ["call_hub", "make_hub", "users"]

@@ -493,8 +493,12 @@ class HubState:
             elif due <= now_ms:
                 del self._offline_due[key]
                 user.offline_due_ms = None
-                effects.extend(self._set_value(user, ONLINE_STATUS, OFFLINE, now_ms))
+                effects.extend(self._grace_ran_out(user, now_ms))
         return effects
+
+    def _grace_ran_out(self, user: User, now_ms: int) -> Effects:
+        """What a user whose grace period ended without a connection turns into."""
+        return self._set_value(user, ONLINE_STATUS, OFFLINE, now_ms)
 
     def user_handles(self, project_id: int, user_id: str) -> list[Handle]:
         user = self.users.get((project_id, user_id))

@@ -98,17 +98,9 @@ class ClusterState(HubState):
                                           0 if immediate else max(self.offline_grace_ms, 0)))
         return effects
 
-    def expire_offline(self, now_ms: int) -> Effects:
-        effects = Effects()
-        for key, user in list(self._offline_due.items()):
-            due = user.offline_due_ms
-            if due is None or user.sessions:
-                del self._offline_due[key]
-            elif due <= now_ms:
-                del self._offline_due[key]
-                user.offline_due_ms = None
-                effects.ops.append(Expire(user.project_id, user.user_id, now_ms))
-        return effects
+    def _grace_ran_out(self, user: User, now_ms: int) -> Effects:
+        # Redis decides: the user may hold a connection on another node.
+        return Effects(ops=[Expire(user.project_id, user.user_id, now_ms)])
 
     # -- the log ------------------------------------------------------------------------
 

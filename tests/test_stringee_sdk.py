@@ -287,7 +287,9 @@ def test_sdk_answers_hub_pings_without_a_ping_storm(
         # About one hub PING per 500 ms, each answered once by the SDK, nothing more: a
         # hub that answered the SDK's answer would start an endless ping-pong.
         assert 3 <= len(pings_in) <= 10, pings_in
-        assert len(pings_out) == len(pings_in), (pings_in, pings_out)
+        # A PING that lands at the very end of the window may have its answer traced just
+        # after it; every earlier one must be answered, and never more than once.
+        assert len(pings_in) - 1 <= len(pings_out) <= len(pings_in), (pings_in, pings_out)
         assert not [e for e in events if e["event"] == "disconnect"], events
     finally:
         hub.kill()

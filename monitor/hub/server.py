@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from websockets.asyncio.server import Server, serve
 
 from monitor.config import Config
 from monitor.hub.calls import EndReason
@@ -29,15 +28,16 @@ from monitor.hub.ws import (
     Endpoint,
     Peer,
     Peers,
-    connection_class,
 )
-from monitor.protocol import MAX_FRAME_BYTES, ONLINE_STATUS
+from monitor.protocol import ONLINE_STATUS
 
 if TYPE_CHECKING:
     from monitor.hub.cluster.node import ClusterNode
     from monitor.hub.cluster.pipeline import ClusterPipeline
 
 log = logging.getLogger("monitor.hub")
+
+WS_BACKLOG = 1024
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -71,7 +71,7 @@ class Hub:
         self.cluster: ClusterNode | None = None
         self.pipeline: CommitPipeline | ClusterPipeline | None = None
         self.peers: Peers | None = None
-        self.ws_server: Server | None = None
+        self.ws_server: asyncio.Server | None = None
         self.rest_server: _EmbeddedUvicorn | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._expiry: asyncio.TimerHandle | None = None
@@ -167,14 +167,11 @@ class Hub:
             self.pipeline = await self.cluster.start()
         else:
             self._open_sqlite(data_dir)
-        endpoint = Endpoint(self, self.peers)
-        self.ws_server = await serve(
-            endpoint.handle, settings.host, settings.ws_port, compression=None,
-            max_size=MAX_FRAME_BYTES, ping_interval=None, close_timeout=5,
-            max_queue=64, server_header=None,
-            # A TCP connection that has not completed its upgrade by then is dropped.
-            open_timeout=settings.auth_timeout_ms / 1000,
-            create_connection=connection_class(self))
+        endpoint = Endpoint(self, self.peers, open_timeout_s=settings.auth_timeout_ms / 1000)
+        self.ws_server = await asyncio.get_running_loop().create_server(
+            endpoint.protocol_factory, settings.host, settings.ws_port,
+            # Room for a burst of connections (a restart's reconnects) before accept runs.
+            backlog=WS_BACKLOG)
         app = build_app(self)
         if self.cluster is not None:
             self.cluster.install(app)
@@ -227,12 +224,13 @@ class Hub:
             # of many, calls live on: each party's calls end when its connections do).
             await asyncio.gather(*self.calls.end_all(EndReason.HUB_SHUTDOWN))
         if self.ws_server is not None:
-            self.ws_server.close(close_connections=False)
+            self.ws_server.close()  # stop listening
             assert self.peers is not None
             for peer in list(self.peers.all):
                 self.peers.close(peer, CLOSE_GOING_AWAY, "hub shutting down")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.ws_server.wait_closed(), 10)
+            deadline = time.monotonic() + 10
+            while self.peers.all and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
         if self.rest_server is not None:
             self.rest_server.should_exit = True
         for task in self._tasks:

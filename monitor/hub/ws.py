@@ -1,5 +1,11 @@
 """The WebSocket endpoint: bytes in, frames out. All decisions are the state's.
 
+Each connection is an asyncio protocol driving websockets' Sans-I/O ``ServerProtocol``:
+the library parses and validates the opening handshake and every frame, answers control
+frames and runs the closing handshake; this module only moves bytes. Requests are handled
+as their frames arrive, with no task or queue per connection: that is what lets one core
+open thousands of connections a second and answer tens of thousands of requests.
+
 Outgoing frames are serialised once as WebSocket frames and queued on each peer; at the
 end of the event-loop turn each peer's queue goes out in one write. The per-subscriber
 send system call is what caps fan-out, so one write per peer per turn is the design.
@@ -13,13 +19,14 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
 from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from monitor.hub.state import Effects, Send, Session
 from monitor.protocol import (
+    MAX_FRAME_BYTES,
     MESSAGES,
     FrameError,
     RequestError,
@@ -47,7 +54,7 @@ CLOSE_AUTH_TIMEOUT = 4002
 CLOSE_PING_TIMEOUT = 4003
 CLOSE_SLOW_CONSUMER = 4004
 CLOSE_KICKED = 4005
-CLOSE_WAIT_S = 5.0  # longest wait for a close the hub started
+CLOSE_WAIT_S = 5.0  # longest wait for a close handshake, either side starting it
 PING_TIMEOUT_CLOSE_S = 1.0  # the same for a peer that went silent
 
 
@@ -62,25 +69,139 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class Peer:
-    """One WebSocket connection and the frames it is owed this turn."""
+class Peer(asyncio.Protocol):
+    """One client connection: its TCP transport, the WebSocket protocol state and the
+    frames it is owed this turn."""
 
-    __slots__ = ("authenticated_at", "closing", "last_ping", "last_recv", "pending",
-                 "ping_outstanding", "remote", "session", "ws")
+    __slots__ = ("address", "auth_timer", "authenticated_at", "close_timer", "closing",
+                 "endpoint", "fragments", "inbox", "last_ping", "last_recv", "open_timer",
+                 "opened", "pending", "ping_outstanding", "protocol", "remote",
+                 "session", "transport")
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.protocol = ServerProtocol(max_size=MAX_FRAME_BYTES)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.pending: list[bytes] = []
+        self.session: Session | None = None
+        self.closing = False  # the hub is closing it, or it is gone
+        self.opened = False  # the opening handshake succeeded
+        self.ping_outstanding = False
+        self.last_recv = self.last_ping = time.monotonic()
+        self.authenticated_at = 0.0
+        self.address: Any = None
+        self.remote = "?"
+        # Frames of a fragmented message so far; requests that arrived while an AUTHEN
+        # was being stored (None: no AUTHEN in flight).
+        self.fragments: list[bytes] = []
+        self.inbox: list[str] | None = None
+        self.open_timer: asyncio.TimerHandle | None = None
+        self.auth_timer: asyncio.TimerHandle | None = None
+        self.close_timer: asyncio.TimerHandle | None = None
 
     def user_id(self) -> str:
         return self.session.user.user_id if self.session is not None else "-"
 
-    def __init__(self, ws: ServerConnection) -> None:
-        self.ws = ws
-        self.pending: list[bytes] = []
-        self.session: Session | None = None
-        self.closing = False
-        self.ping_outstanding = False
-        self.last_recv = self.last_ping = time.monotonic()
-        self.authenticated_at = 0.0
-        address = ws.remote_address
-        self.remote = f"{address[0]}:{address[1]}" if address else "?"
+    @property
+    def state(self) -> State:
+        return self.protocol.state
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.address = transport.get_extra_info("peername")
+        if self.address:
+            self.remote = f"{self.address[0]}:{self.address[1]}"
+        self.endpoint.connection_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        protocol = self.protocol
+        protocol.receive_data(data)
+        events = protocol.events_received()
+        self.write_protocol_data()
+        for event in events:
+            if isinstance(event, Frame):
+                if event.opcode is Opcode.TEXT or event.opcode is Opcode.CONT:
+                    self._text(event)
+                elif event.opcode is Opcode.BINARY:
+                    self.endpoint.binary(self)
+            elif isinstance(event, Request):
+                self.endpoint.handshake(self, event)
+        if protocol.state is State.CONNECTING and protocol.handshake_exc is not None:
+            self.endpoint.handshake_failed(self, "rejected")
+        self._expect_close(CLOSE_WAIT_S)
+
+    def eof_received(self) -> None:
+        self.protocol.receive_eof()
+        self.write_protocol_data()
+        # Returning None closes the transport: after EOF the peer reads nothing more.
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.protocol.receive_eof()  # idempotent: the protocol state is CLOSED now
+        for timer in (self.open_timer, self.auth_timer, self.close_timer):
+            if timer is not None:
+                timer.cancel()
+        self.endpoint.connection_lost(self)
+
+    # -- frames -----------------------------------------------------------------------------
+
+    def _text(self, frame: Frame) -> None:
+        if not frame.fin:
+            self.fragments.append(frame.data)
+            return
+        data = frame.data
+        if self.fragments:
+            self.fragments.append(data)
+            data = b"".join(self.fragments)
+            self.fragments.clear()
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            self.fail(CLOSE_INVALID_DATA, f"{exc.reason} at position {exc.start}")
+            return
+        if not self.closing:
+            self.endpoint.message(self, text)
+
+    def fail(self, code: int, reason: str) -> None:
+        """Close at once because the peer broke the protocol (what websockets does)."""
+        if self.protocol.state is State.OPEN:
+            self.protocol.fail(code, reason)
+            self.write_protocol_data()
+            self._expect_close(CLOSE_WAIT_S)
+
+    def send_close(self, code: int, reason: str, wait_s: float) -> None:
+        """Start the closing handshake; cut the connection off if it is not done in time."""
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(code, reason)
+            self.write_protocol_data()
+        elif self.protocol.state is State.CONNECTING:
+            self.transport.abort()
+            return
+        self._expect_close(wait_s)
+
+    def write_protocol_data(self) -> None:
+        """Write what the protocol has to send: handshake, control frames, EOF."""
+        transport = self.transport
+        for data in self.protocol.data_to_send():
+            if data:
+                transport.write(data)
+            elif transport.can_write_eof():
+                try:  # uvloop may raise RuntimeError on a transport that is going away
+                    transport.write_eof()
+                except (OSError, RuntimeError):
+                    transport.abort()
+            else:
+                transport.close()
+
+    def _expect_close(self, wait_s: float) -> None:
+        if self.close_timer is None and self.protocol.close_expected():
+            self.close_timer = asyncio.get_running_loop().call_later(wait_s, self._cut_off)
+
+    def _cut_off(self) -> None:
+        if self.protocol.state is not State.CLOSED:
+            log.info("event=close_timed_out remote=%s", self.remote)
+            self.transport.abort()
 
 
 class Peers:
@@ -131,10 +252,10 @@ class Peers:
                 continue
             data = pending[0] if len(pending) == 1 else b"".join(pending)
             pending.clear()
-            transport = peer.ws.transport
+            transport = peer.transport
             # A peer in its closing handshake may have written EOF already; writing would
             # raise and starve every peer after it in this turn.
-            if transport.is_closing() or peer.ws.state is not State.OPEN:
+            if transport.is_closing() or peer.protocol.state is not State.OPEN:
                 continue
             try:
                 transport.write(data)
@@ -158,18 +279,7 @@ class Peers:
         self.hub.metrics.closed(code)
         log.info("event=closing remote=%s user=%s code=%d reason=%r", peer.remote,
                  peer.user_id(), code, reason)
-        self._loop.create_task(peer.ws.close(code, reason))
-        # websockets bounds the wait for the peer's close frame, not the wait for a full
-        # send buffer to drain: a peer that never reads again would be kept forever.
-        if wait_s is None:
-            wait_s = peer.ws.close_timeout or CLOSE_WAIT_S
-        self._loop.call_later(wait_s, self._cut_off, peer)
-
-    @staticmethod
-    def _cut_off(peer: Peer) -> None:
-        if peer.ws.state is not State.CLOSED:
-            log.info("event=close_timed_out remote=%s", peer.remote)
-            peer.ws.transport.abort()
+        peer.send_close(code, reason, CLOSE_WAIT_S if wait_s is None else wait_s)
 
     # -- liveness -------------------------------------------------------------------------
 
@@ -200,124 +310,138 @@ class Peers:
                 self._loop.call_soon(self.flush)
 
 
-def connection_class(hub: Hub) -> type[ServerConnection]:
-    """The hub's WebSocket connections: like websockets', and an opening handshake that
-    fails is counted in /metrics and logged. websockets drops a TCP connection that has
-    not completed its HTTP upgrade within ``open_timeout`` (a slow-loris client), answers
-    400 to a request that is not an upgrade, and notices a peer that left first."""
-
-    class HubConnection(ServerConnection):
-        async def handshake(self, *args: Any, **kwargs: Any) -> None:
-            try:
-                await super().handshake(*args, **kwargs)
-            except asyncio.CancelledError:  # open_timeout ran out
-                self._failed("timeout")
-                raise
-            if self.protocol.state is not State.OPEN:
-                left = self.request is None and self.protocol.handshake_exc is None
-                self._failed("closed" if left else "rejected")
-
-        def _failed(self, reason: str) -> None:
-            hub.metrics.handshake_failed(reason)
-            address = self.transport.get_extra_info("peername")
-            log.info("event=handshake_failed remote=%s reason=%s",
-                     f"{address[0]}:{address[1]}" if address else "?", reason)
-
-    return HubConnection
-
-
 class Endpoint:
-    """Runs each connection: authentication, then one request at a time."""
+    """Runs each connection: opening handshake, authentication, then its requests in the
+    order they arrive."""
 
-    def __init__(self, hub: Hub, peers: Peers) -> None:
+    def __init__(self, hub: Hub, peers: Peers, open_timeout_s: float) -> None:
         self.hub = hub
         self.peers = peers
+        self.open_timeout_s = open_timeout_s
+        self._loop = asyncio.get_running_loop()
+
+    def protocol_factory(self) -> Peer:
+        return Peer(self)
 
     def _secret_for(self, sid: str) -> str | None:
         found = self.hub.config.key(sid)
         return found[1].secret if found else None
 
-    async def handle(self, ws: ServerConnection) -> None:
-        """The websockets connection handler."""
-        peer = Peer(ws)
+    # -- connection lifecycle -----------------------------------------------------------
+
+    def connection_made(self, peer: Peer) -> None:
         self.peers.all.add(peer)
-        hub = self.hub
-        hub.metrics.connections += 1
-        try:
-            if await self._authenticate(peer):
-                async for message in ws:
-                    peer.last_recv = time.monotonic()
-                    hub.metrics.messages_in += 1
-                    if isinstance(message, bytes):
-                        self.peers.close(peer, CLOSE_UNSUPPORTED, "text frames only")
-                        break
-                    self._dispatch(peer, message)
-        except ConnectionClosed:
-            pass
-        finally:
-            closed_by_peers = peer.closing  # Peers.close counted and logged it
-            peer.closing = True
+        # A TCP connection that has not completed its upgrade by then is dropped
+        # (slow-loris); one that is not authenticated in time, likewise (below).
+        peer.open_timer = self._loop.call_later(self.open_timeout_s, self._open_timed_out,
+                                                peer)
+
+    def handshake(self, peer: Peer, request: Request) -> None:
+        """Answer the HTTP upgrade: 101 and the WebSocket is open, or an error page."""
+        if peer.open_timer is not None:
+            peer.open_timer.cancel()
+            peer.open_timer = None
+        peer.protocol.send_response(peer.protocol.accept(request))
+        peer.write_protocol_data()
+        if peer.protocol.state is not State.OPEN:
+            return  # data_received counts the failure
+        peer.opened = True
+        self.hub.metrics.connections += 1
+        peer.auth_timer = self._loop.call_later(
+            self.hub.config.hub.auth_timeout_ms / 1000, self._auth_timed_out, peer)
+
+    def handshake_failed(self, peer: Peer, reason: str) -> None:
+        """Count and log an opening handshake that did not succeed (once per connection)."""
+        if peer.closing:
+            return
+        peer.closing = True
+        self.hub.metrics.handshake_failed(reason)
+        log.info("event=handshake_failed remote=%s reason=%s", peer.remote, reason)
+
+    def _open_timed_out(self, peer: Peer) -> None:
+        peer.open_timer = None
+        self.handshake_failed(peer, "timeout")
+        peer.transport.abort()
+
+    def connection_lost(self, peer: Peer) -> None:
+        protocol = peer.protocol
+        if not peer.opened:
+            # The client left before its upgrade completed (an error page counted already).
+            self.handshake_failed(peer, "closed")
             self.peers.all.discard(peer)
-            hub.metrics.connections -= 1
-            if peer.session is not None:
-                session = peer.session
-                close = ws.close_code
-                log.info("event=disconnected remote=%s user=%s project=%s code=%s",
-                         peer.remote, session.user.user_id, session.user.project_id, close)
-                hub.connection_closed(peer)
-        # A close this endpoint started (Peers.close) runs as a task: let it send its own
-        # code, or returning from the handler first makes websockets close with 1000.
-        await ws.wait_closed()
-        sent = ws.protocol.close_sent
-        if sent is not None and not ws.protocol.close_rcvd_then_sent and not closed_by_peers:
-            # The WebSocket library closed it: over 64 KiB (1009), not UTF-8 (1007), a
+            return
+        closed_by_peers = peer.closing  # Peers.close counted and logged it
+        peer.closing = True
+        self.peers.all.discard(peer)
+        hub = self.hub
+        hub.metrics.connections -= 1
+        sent = protocol.close_sent
+        if sent is not None and not protocol.close_rcvd_then_sent and not closed_by_peers:
+            # The WebSocket layer closed it: over 64 KiB (1009), not UTF-8 (1007), a
             # protocol error (1002)...
             hub.metrics.closed(sent.code)
             log.info("event=closing remote=%s user=%s code=%d reason=%r", peer.remote,
                      peer.user_id(), sent.code, sent.reason)
+        if peer.session is not None:
+            session = peer.session
+            log.info("event=disconnected remote=%s user=%s project=%s code=%s",
+                     peer.remote, session.user.user_id, session.user.project_id,
+                     protocol.close_code)
+            hub.connection_closed(peer)
+
+    # -- messages -------------------------------------------------------------------------
+
+    def binary(self, peer: Peer) -> None:
+        if not peer.closing:
+            self.hub.metrics.messages_in += 1
+            self.peers.close(peer, CLOSE_UNSUPPORTED, "text frames only")
+
+    def message(self, peer: Peer, message: str) -> None:
+        """One text message: a request before or after authentication."""
+        peer.last_recv = time.monotonic()
+        self.hub.metrics.messages_in += 1
+        if peer.session is not None:
+            if peer.inbox is None:
+                self._dispatch(peer, message)
+            else:  # its AUTHEN is being stored: answer in order once it is
+                peer.inbox.append(message)
+        elif peer.inbox is not None:
+            peer.inbox.append(message)
+        else:
+            self._before_authentication(peer, message)
 
     # -- authentication -----------------------------------------------------------------
 
-    async def _authenticate(self, peer: Peer) -> bool:
-        hub = self.hub
-        deadline = time.monotonic() + hub.config.hub.auth_timeout_ms / 1000
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                message = await asyncio.wait_for(peer.ws.recv(), remaining)
-            except TimeoutError:
-                break
-            peer.last_recv = time.monotonic()
-            hub.metrics.messages_in += 1
-            if isinstance(message, bytes):
-                self.peers.close(peer, CLOSE_UNSUPPORTED, "text frames only")
-                return False
-            try:
-                service, body = decode(message)
-            except FrameError as exc:
-                self.peers.close(peer, CLOSE_INVALID_DATA, str(exc))
-                return False
-            except RequestError as exc:
-                self._refuse(peer, 0, None, Result.INVALID_REQUEST, str(exc))
-                continue
-            request_id = body.get("requestId")
-            if service == Service.PING:
-                self.peers.send_now(peer, encode(Service.PING, reply(
-                    Service.PING, request_id, Result.SUCCESS)))
-            elif service != Service.AUTHEN:
-                self._refuse(peer, service, request_id, Result.NOT_AUTHENTICATED)
-            else:
-                return await self._authen(peer, body, request_id)
+    def _auth_timed_out(self, peer: Peer) -> None:
+        peer.auth_timer = None
+        if peer.session is not None or peer.inbox is not None or peer.closing:
+            return
         log.info("event=auth_timeout remote=%s", peer.remote)
-        hub.metrics.auth_failures["timeout"] = hub.metrics.auth_failures.get("timeout", 0) + 1
+        failures = self.hub.metrics.auth_failures
+        failures["timeout"] = failures.get("timeout", 0) + 1
         self.peers.close(peer, CLOSE_AUTH_TIMEOUT, "not authenticated in time")
-        return False
 
-    async def _authen(self, peer: Peer, body: dict[str, Any], request_id: Any) -> bool:
+    def _before_authentication(self, peer: Peer, message: str) -> None:
+        try:
+            service, body = decode(message)
+        except FrameError as exc:
+            self.peers.close(peer, CLOSE_INVALID_DATA, str(exc))
+            return
+        except RequestError as exc:
+            self._refuse(peer, 0, None, Result.INVALID_REQUEST, str(exc))
+            return
+        request_id = body.get("requestId")
+        if service == Service.PING:
+            self.peers.send_now(peer, encode(Service.PING, reply(
+                Service.PING, request_id, Result.SUCCESS)))
+        elif service != Service.AUTHEN:
+            self._refuse(peer, service, request_id, Result.NOT_AUTHENTICATED)
+        else:
+            self._authen(peer, body, request_id)
+
+    def _authen(self, peer: Peer, body: dict[str, Any], request_id: Any) -> None:
         hub = self.hub
-        limited = hub.auth_limiter.refuse(peer.ws.remote_address)
+        limited = hub.auth_limiter.refuse(peer.address)
         try:
             if limited:
                 raise TokenError(Result.RATE_LIMITED, "too many authentication attempts")
@@ -330,7 +454,7 @@ class Endpoint:
             self.peers.send_now(peer, encode(Service.AUTHEN, reply(
                 Service.AUTHEN, request_id, exc.code, exc.message)))
             self.peers.close(peer, CLOSE_AUTH_FAILED, f"authentication failed (r={code})")
-            return False
+            return
         project = hub.config.key(claims.key_sid)
         assert project is not None  # the key verified, so it exists
         client = {k: body[k] for k in ("deviceId", "browserId", "sessionId", "platform",
@@ -339,15 +463,30 @@ class Endpoint:
                                          now_ms(), body.get("resume"))
         peer.session = outcome.session
         peer.authenticated_at = time.monotonic()
+        peer.inbox = []
+        if peer.auth_timer is not None:
+            peer.auth_timer.cancel()
+            peer.auth_timer = None
         effects = outcome.effects
         effects.failure_sends = [((peer,), encode(Service.AUTHEN, reply(
             Service.AUTHEN, request_id, Result.INTERNAL_ERROR, "could not store the login")))]
-        if not await hub.submit(effects):
+        hub.submit(effects).add_done_callback(
+            lambda stored: self._authen_stored(peer, stored.result(), project[0].id))
+
+    def _authen_stored(self, peer: Peer, stored: bool, project_id: int) -> None:
+        """The login is durable (or not): answer what arrived meanwhile, in order."""
+        inbox, peer.inbox = peer.inbox or [], None
+        if not stored:
             self.peers.close(peer, CLOSE_GOING_AWAY, "internal error")
-            return False
+            return
+        session = peer.session
+        assert session is not None
         log.info("event=authenticated remote=%s user=%s project=%s connection=%s",
-                 peer.remote, claims.user_id, project[0].id, outcome.session.connection_id)
-        return True
+                 peer.remote, session.user.user_id, project_id, session.connection_id)
+        for message in inbox:
+            if peer.closing:
+                break
+            self._dispatch(peer, message)
 
     # -- requests after authentication --------------------------------------------------
 

@@ -32,7 +32,9 @@ from monitor.protocol import (
 from monitor.tokens import ClientClaims, Grants
 
 Handle = Hashable
-Send = tuple[Sequence[Handle], str]
+# A frame's text and who gets it. The text may be a function that makes it, for frames
+# only sent when something fails: no need to encode them for every request.
+Send = tuple[Sequence[Handle], str | Callable[[], str]]
 ENDED = "Ended"
 MAX_CHANGES_PER_REQUEST = 50
 

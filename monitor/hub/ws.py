@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from websockets.frames import Frame, Opcode
@@ -49,6 +50,7 @@ CLOSE_INVALID_DATA = 1007
 CLOSE_UNSUPPORTED = 1003
 CLOSE_POLICY = 1008
 CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_AUTH_FAILED = 4001
 CLOSE_AUTH_TIMEOUT = 4002
 CLOSE_PING_TIMEOUT = 4003
@@ -160,8 +162,14 @@ class Peer(asyncio.Protocol):
         except UnicodeDecodeError as exc:
             self.fail(CLOSE_INVALID_DATA, f"{exc.reason} at position {exc.start}")
             return
-        if not self.closing:
+        if self.closing:
+            return
+        try:
             self.endpoint.message(self, text)
+        except Exception:  # a bug must cost this connection, never the hub or others
+            log.exception("event=request_failed remote=%s user=%s", self.remote,
+                          self.user_id())
+            self.endpoint.peers.close(self, CLOSE_INTERNAL_ERROR, "internal error")
 
     def fail(self, code: int, reason: str) -> None:
         """Close at once because the peer broke the protocol (what websockets does)."""
@@ -222,7 +230,7 @@ class Peers:
         dirty = self._dirty
         metrics = self.hub.metrics
         for targets, text in sends:
-            data = ws_frame(text)
+            data = ws_frame(text if type(text) is str else text())  # type: ignore[operator]
             for peer in targets:
                 if peer.closing:  # type: ignore[attr-defined]
                     continue
@@ -555,7 +563,7 @@ class Endpoint:
                   else encode(service, reply(service, request_id, effects.result,
                                              effects.message)))
         effects.sends.append(((peer,), answer))
-        effects.failure_sends.append(((peer,), encode(service, reply(
+        effects.failure_sends.append(((peer,), partial(encode, service, reply(
             service, request_id, Result.INTERNAL_ERROR, "change could not be stored"))))
         if effects.result != Result.SUCCESS:
             hub.metrics.refused("ws", effects.result)

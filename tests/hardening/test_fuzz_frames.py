@@ -108,11 +108,22 @@ def exchange(conn: Conn, text: str) -> list[dict[str, Any]]:
         frames.append(frame)
 
 
-def same_json(a: object, b: object) -> bool:
-    """Equal as JSON (NaN equals NaN)."""
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+def as_strict_json(value: object) -> object:
+    """``value`` as the hub echoes it: NaN and infinities inside it become null, since
+    they are not JSON and the Web SDK's ``JSON.parse`` would refuse the whole frame."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [as_strict_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: as_strict_json(v) for k, v in value.items()}
+    return value
+
+
+def same_json(echoed: object, sent: object) -> bool:
+    """``echoed`` is what the hub makes of ``sent`` in strict JSON."""
+    return (json.dumps(echoed, sort_keys=True, allow_nan=False)
+            == json.dumps(as_strict_json(sent), sort_keys=True, allow_nan=False))
 
 
 # -- strategies ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from monitor.hub.state import AttributeRow, CallRow, StoreOp, UserRow
+from monitor.protocol import to_json
 from monitor.tokens import Grants
 
 log = logging.getLogger("monitor.hub")
@@ -66,7 +67,7 @@ ON CONFLICT (project_id, call_id) DO UPDATE SET data = excluded.data
 
 CHECKPOINT_EVERY_S = 0.5
 CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_dumps = to_json
 
 
 class StoreError(Exception):

@@ -93,6 +93,13 @@ MAX_USER_ID_CHARS = 128
 AUTH_TIMEOUT_S = 10.0
 
 # Names owned by the hub.
+# WebSocket close codes the hub sends (docs/protocol.md), besides 1001, 1003, 1007, 1009.
+CLOSE_AUTH_FAILED = 4001
+CLOSE_AUTH_TIMEOUT = 4002
+CLOSE_PING_TIMEOUT = 4003
+CLOSE_SLOW_CONSUMER = 4004
+CLOSE_KICKED = 4005  # disconnected through REST: a client should not reconnect
+
 ONLINE_STATUS = "onlineStatus"
 CALL = "call"
 BUILTIN_ATTRIBUTES = frozenset({ONLINE_STATUS, CALL})

@@ -41,6 +41,7 @@ from monitor.client.stream import MessageStream
 from monitor.client.token_source import TokenProvider, TokenSource
 from monitor.client.topics import TopicPosition, TopicTracker, Verdict
 from monitor.protocol import (
+    CLOSE_KICKED,
     CallService,
     FrameError,
     RequestError,
@@ -52,9 +53,9 @@ from monitor.protocol import (
 
 log = logging.getLogger("monitor.client")
 
-#: The hub closes a connection with 4005 when the user is disconnected through the REST
-#: API (a supervisor's force-offline, docs/protocol.md): by default, do not come back.
-CLOSE_KICKED = 4005
+#: The hub closes a connection with 4005 (CLOSE_KICKED) when the user is disconnected
+#: through the REST API (a supervisor's force-offline, docs/protocol.md): by default, do
+#: not come back.
 DEFAULT_STOP_CODES: frozenset[int] = frozenset({CLOSE_KICKED})
 DEFAULT_PING_AFTER_MS = 15000
 HUB_SILENCE_GRACE_S = 15.0  # the hub's own rule: ping_after_ms + 15 s of silence is dead

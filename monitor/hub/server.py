@@ -25,12 +25,11 @@ from monitor.hub.state import Effects, HubState
 from monitor.hub.store.sqlite import SqliteStore
 from monitor.hub.ws import (
     CLOSE_GOING_AWAY,
-    CLOSE_KICKED,
     Endpoint,
     Peer,
     Peers,
 )
-from monitor.protocol import ONLINE_STATUS
+from monitor.protocol import CLOSE_KICKED, ONLINE_STATUS
 
 if TYPE_CHECKING:
     from monitor.hub.cluster.node import ClusterNode

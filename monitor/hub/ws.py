@@ -27,6 +27,10 @@ from websockets.server import ServerProtocol
 
 from monitor.hub.state import Effects, Send, Session
 from monitor.protocol import (
+    CLOSE_AUTH_FAILED,
+    CLOSE_AUTH_TIMEOUT,
+    CLOSE_PING_TIMEOUT,
+    CLOSE_SLOW_CONSUMER,
     MAX_FRAME_BYTES,
     MESSAGES,
     FrameError,
@@ -51,11 +55,6 @@ CLOSE_UNSUPPORTED = 1003
 CLOSE_POLICY = 1008
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
-CLOSE_AUTH_FAILED = 4001
-CLOSE_AUTH_TIMEOUT = 4002
-CLOSE_PING_TIMEOUT = 4003
-CLOSE_SLOW_CONSUMER = 4004
-CLOSE_KICKED = 4005
 CLOSE_WAIT_S = 5.0  # longest wait for a close handshake, either side starting it
 PING_TIMEOUT_CLOSE_S = 1.0  # the same for a peer that went silent
 
@@ -124,6 +123,8 @@ class Peer(asyncio.Protocol):
         self.write_protocol_data()
         for event in events:
             if isinstance(event, Frame):
+                if not self.opened:  # sent behind an upgrade request that was refused
+                    continue
                 if event.opcode is Opcode.TEXT or event.opcode is Opcode.CONT:
                     self._text(event)
                 elif event.opcode is Opcode.BINARY:
@@ -191,6 +192,9 @@ class Peer(asyncio.Protocol):
     def write_protocol_data(self) -> None:
         """Write what the protocol has to send: handshake, control frames, EOF."""
         transport = self.transport
+        if transport.is_closing():  # cut off already: nothing more can go out
+            self.protocol.data_to_send()
+            return
         for data in self.protocol.data_to_send():
             if data:
                 transport.write(data)

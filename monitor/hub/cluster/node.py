@@ -27,7 +27,7 @@ from monitor.hub.cluster.presence import Presence
 from monitor.hub.cluster.redis_store import RedisStore, stream_id
 from monitor.hub.cluster.state import ClusterState
 from monitor.hub.state import Effects, Send, new_epoch
-from monitor.hub.ws import CLOSE_KICKED
+from monitor.protocol import CLOSE_KICKED
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request, Response

@@ -346,6 +346,16 @@ class HubClient:
             raise error_for(reply.get("r"), reply.get("message"))
         return reply
 
+    def drop_connection(self) -> bool:
+        """Cut the current connection at once, with no close frame, as a network failure
+        would; the client then reconnects and resumes as after any drop. For tests and
+        simulations. False when there was no connection to cut."""
+        ws = self._ws
+        if ws is None or ws.transport is None or ws.transport.is_closing():
+            return False
+        ws.transport.abort()
+        return True
+
     async def close(self) -> None:
         """Close the connection, stop reconnecting, end every stream. Idempotent."""
         self._closing = True

@@ -163,9 +163,7 @@ class Agent:
         """Now and then the agent's network drops; the client reconnects and resumes."""
         while True:
             await self.clock.sleep(self.timing.network_drop_gap())
-            ws = self.client._ws if self.client is not None else None
-            if ws is not None and ws.transport is not None:
-                ws.transport.abort()  # no close frame: what a real network drop looks like
+            if self.client is not None and self.client.drop_connection():
                 self.stats.drops += 1
 
     # -- calls between colleagues ---------------------------------------------------------

@@ -174,6 +174,25 @@ async def test_resume_after_a_network_drop_replays_what_was_missed(
     assert events.of("resync") == [] and watcher.stats.reconnects == 1
 
 
+async def test_drop_connection_cuts_the_socket_and_the_client_resumes(
+        module_hub, make_client, topic):
+    watcher = make_client(module_hub.ws_url, watcher_token(module_hub, topic))
+    events = Recorder(watcher)
+    assert watcher.drop_connection() is False  # nothing to cut yet
+    await watcher.connect()
+    agent = make_client(module_hub.ws_url, agent_token(module_hub, "agent_drop", topic))
+    await agent.connect()
+    await agent.change_attribute("manual_status", "a")
+    await events.wait("messagefromtopic")
+    assert watcher.drop_connection() is True
+    await events.wait("disconnect")
+    await agent.change_attribute("manual_status", "b")
+    await events.wait("authen", 2)
+    await events.wait("messagefromtopic", 2)
+    assert values_of(events) == ["a", "b"]
+    assert watcher.stats.reconnects == 1 and events.of("resync") == []
+
+
 async def test_resume_beyond_the_hubs_history_resyncs_from_a_snapshot(tmp_path, make_client):
     hub = HubProcess(tmp_path, extra_hub="history_size = 2").start()
     proxy = await TcpProxy("127.0.0.1", hub.ws_port).start()

@@ -40,6 +40,7 @@ from monitor.tui.feed import (
     CONNECTING,
     OFFLINE,
     RECONNECTING,
+    RESYNCING,
     ChangeRefused,
     Feed,
     FeedEvent,
@@ -372,7 +373,7 @@ class MonitorApp(App[None]):
         link = self.link
         if link.state == CONNECTED:
             head = [("● connected", "online")]
-        elif link.state in (CONNECTING, RECONNECTING):
+        elif link.state in (CONNECTING, RECONNECTING, RESYNCING):
             wait = "" if link.retry_at is None or link.retry_at <= now else \
                 f" in {max(1, round(link.retry_at - now))} s"
             head = [(f"◌ {link.state}{wait}", "stale")]

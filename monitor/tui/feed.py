@@ -47,6 +47,7 @@ class TopicMessage:
 CONNECTING = "connecting"
 CONNECTED = "connected"
 RECONNECTING = "reconnecting"
+RESYNCING = "resyncing"  # back, waiting for snapshots of topics the hub could not replay
 OFFLINE = "offline"
 
 

@@ -20,6 +20,7 @@ from monitor.tui.feed import (
     CONNECTING,
     OFFLINE,
     RECONNECTING,
+    RESYNCING,
     ChangeRefused,
     FeedEvent,
     Link,
@@ -85,6 +86,7 @@ class HubFeed:
         self._state = CONNECTING
         self._retry_at: float | None = None
         self._ever_connected = False
+        self._resyncing: set[str] = set()  # topics whose snapshot is still on its way
         self._starter: asyncio.Task[None] | None = None
         self.client.on("authen", self._on_authen)
         self.client.on("disconnect", self._on_disconnect)
@@ -158,6 +160,15 @@ class HubFeed:
                     continue
                 self._queue.put_nowait(snapshot_event(topic, snapshot))
             self._ever_connected = True
+        else:
+            # Back after a drop: topics the hub could not replay come back as snapshots
+            # (resync events). Until then the grid is not whole: it stays marked stale.
+            recovered = reply.get("recovered")
+            self._resyncing = {topic for topic, ok in recovered.items() if not ok} \
+                if isinstance(recovered, dict) else set()
+            if self._resyncing:
+                self._link(RESYNCING)
+                return
         self._link(CONNECTED)
 
     def _on_disconnect(self, payload: dict[str, Any]) -> None:
@@ -178,5 +189,13 @@ class HubFeed:
     def _on_resync(self, payload: dict[str, Any]) -> None:
         snapshot = payload.get("snapshot")
         topic = payload.get("topic")
-        if isinstance(snapshot, dict) and isinstance(topic, str):
+        if not isinstance(topic, str):
+            return
+        if isinstance(snapshot, dict):
             self._queue.put_nowait(snapshot_event(topic, snapshot))
+            if topic in self._resyncing:
+                self._resyncing.discard(topic)
+                if not self._resyncing and self._state == RESYNCING:
+                    self._link(CONNECTED)
+        elif self._state == RESYNCING:  # still not whole: say why
+            self._link(RESYNCING, f"snapshot of {topic} failed: {payload.get('error')}")

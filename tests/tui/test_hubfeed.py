@@ -13,6 +13,7 @@ from monitor.tui.feed import (
     CONNECTED,
     CONNECTING,
     RECONNECTING,
+    RESYNCING,
     ChangeRefused,
     Link,
     Session,
@@ -87,6 +88,13 @@ async def test_drop_reports_reconnecting_with_a_delay_then_connected(
         down = await next_of(events, Link, where=lambda e: e.state == RECONNECTING
                              and e.retry_at is not None, timeout=20)
         assert down.retry_at is not None
-        await next_of(events, Link, where=lambda e: e.state == CONNECTED, timeout=30)
+        # A restarted hub starts a new epoch: nothing can be replayed, every topic comes
+        # back as a snapshot, and the link says so until the last one is in.
+        back = await next_of(events, Link, where=lambda e: e.state != RECONNECTING,
+                             timeout=30)
+        assert back.state == RESYNCING
+        snapshot = await next_of(events, Snapshot, timeout=10)
+        assert snapshot.topic == "team_a"
+        await next_of(events, Link, where=lambda e: e.state == CONNECTED, timeout=10)
     finally:
         await feed.close()

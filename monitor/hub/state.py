@@ -430,8 +430,7 @@ class HubState:
         own: list[Send] = [((handle,), encode(Service.AUTHEN, body))]
         own += [((handle,), frame) for frame in resume_frames]
         effects.sends[:0] = own
-        if others:
-            effects.sends.append((others, self._other_device_frame(user, session, "connected")))
+        self._tell_other_devices(effects, others, session, "connected")
         return AuthOutcome(session, effects)
 
     def _resume(self, session: Session, resume: dict[Any, Any]
@@ -452,6 +451,14 @@ class HubState:
                         ok = True
             recovered[name] = ok
         return recovered, frames
+
+    def _tell_other_devices(self, effects: Effects, others: list[Handle], session: Session,
+                            status: str) -> None:
+        """OTHER_DEVICE_AUTHEN to ``others``, the user's other connections on this node (a
+        hook: on a node of many, they may be on any node)."""
+        if others:
+            effects.sends.append((others, self._other_device_frame(session.user, session,
+                                                                   status)))
 
     def _other_device_frame(self, user: User, session: Session, status: str) -> str:
         """OTHER_DEVICE_AUTHEN: ``status`` is "connected" or "disconnected" (the Web SDK
@@ -475,10 +482,10 @@ class HubState:
             topic = self.topics.get((user.project_id, name))
             if topic is not None:
                 topic.subscribers.discard(handle)
+        self._tell_other_devices(effects, list(user.sessions), session, "disconnected")
         if user.sessions:
-            effects.sends.append((list(user.sessions),
-                                  self._other_device_frame(user, session, "disconnected")))
-        elif immediate or self.offline_grace_ms <= 0:
+            return effects
+        if immediate or self.offline_grace_ms <= 0:
             effects.extend(self._set_value(user, ONLINE_STATUS, OFFLINE, now_ms))
         else:
             user.offline_due_ms = now_ms + self.offline_grace_ms
@@ -505,6 +512,10 @@ class HubState:
     def user_handles(self, project_id: int, user_id: str) -> list[Handle]:
         user = self.users.get((project_id, user_id))
         return [] if user is None else list(user.sessions)
+
+    def user_sessions(self, project_id: int, user_id: str) -> list[tuple[Handle, Session]]:
+        user = self.users.get((project_id, user_id))
+        return [] if user is None else list(user.sessions.items())
 
     # -- snapshots ----------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire
+from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire, Notify
 from monitor.hub.cluster.redis_store import dumps, grant_map
 from monitor.hub.cluster.state import ClusterState
 from monitor.protocol import Service
@@ -88,12 +88,27 @@ def test_presence_is_proposed_by_connections() -> None:
     node = ClusterState([PROJECT], offline_grace_ms=1000)
     session = node.authenticate("h", PROJECT, claims("a"), {}, 1, T0).session
     effects = node.disconnect("h", T0 + 10)
-    assert effects.ops == [Disconnect(PROJECT, "a", session.connection_id, T0 + 10, 1000)]
+    assert [op for op in effects.ops if not isinstance(op, Notify)] == [
+        Disconnect(PROJECT, "a", session.connection_id, T0 + 10, 1000)]
     assert node.expire_offline(T0 + 500).ops == []
     assert node.expire_offline(T0 + 1010).ops == [Expire(PROJECT, "a", T0 + 1010)]
     node.authenticate("h2", PROJECT, claims("a"), {}, 1, T0)
-    kicked = node.disconnect("h2", T0 + 20, immediate=True).ops[0]
+    kicked = node.disconnect("h2", T0 + 20, immediate=True).ops[-1]
     assert isinstance(kicked, Disconnect) and kicked.grace_ms == 0
+
+
+def test_other_devices_are_told_through_the_log_whatever_node_they_are_on() -> None:
+    node = ClusterState([PROJECT], offline_grace_ms=1000)
+    login = node.authenticate("h", PROJECT, claims("a"), {"deviceId": "desk"}, 1, T0)
+    # No other connection here, but there may be one on another node: Redis decides.
+    notices = [op for op in login.effects.ops if isinstance(op, Notify)]
+    assert [(n.user_ids, n.skip, n.if_others) for n in notices] == [
+        (("a",), login.session.connection_id, True)]
+    assert json.loads(notices[0].frame)["body"]["status"] == "connected"
+    assert not login.effects.sends  # nothing sent locally: the log brings it to every node
+    notices = [op for op in node.disconnect("h", T0 + 10).ops if isinstance(op, Notify)]
+    assert json.loads(notices[0].frame)["body"]["status"] == "disconnected"
+    assert json.loads(notices[0].frame)["body"]["clientId"] == "desk"
 
 
 def test_grant_map_is_what_each_attribute_publishes_to() -> None:

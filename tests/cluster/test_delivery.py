@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.cluster.conftest import NodeFactory
-from tests.hub.wire import SUBSCRIBE_FROM_SERVER, Wire, login, user_of
+from tests.hub.wire import OTHER_DEVICE_AUTHEN, SUBSCRIBE_FROM_SERVER, Wire, login, user_of
 from tests.hubproc import HubProcess
 
 
@@ -113,6 +113,24 @@ async def test_presence_follows_connections_on_every_node(nodes: list[HubProcess
     with nodes[0].rest() as rest:
         assert user_of(rest.get("/v1/users/pr_agent").json())["onlineStatus"] == "offline"
     await watcher.close()
+
+
+async def test_devices_of_one_user_on_two_nodes_hear_of_each_other(
+        nodes: list[HubProcess]) -> None:
+    token = nodes[0].client_token("od_agent")
+    phone = await login(nodes[0], token, deviceId="phone")
+    await phone.quiet(0.3, services=(OTHER_DEVICE_AUTHEN,))  # the only device: no notice
+    desk = await login(nodes[1], token, deviceId="desk")
+    notice = (await phone.until(OTHER_DEVICE_AUTHEN))["body"]
+    assert notice["status"] == "connected"
+    assert notice["clientId"] == "desk" and notice["userId"] == "od_agent"
+    assert notice["connectionId"] == desk.authen["connectionId"]
+    await desk.quiet(0.3, services=(OTHER_DEVICE_AUTHEN,))  # not told about itself
+    await desk.close()
+    notice = (await phone.until(OTHER_DEVICE_AUTHEN))["body"]
+    assert notice["status"] == "disconnected" and notice["clientId"] == "desk"
+    await phone.quiet(0.3, services=(OTHER_DEVICE_AUTHEN,))  # once, from one node
+    await phone.close()
 
 
 async def test_coming_back_on_another_node_within_the_grace_publishes_nothing(

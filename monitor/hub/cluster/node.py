@@ -130,8 +130,10 @@ class ClusterNode:
             if "status" in data:
                 self.hub.calls.book.put(Call.from_json(project_id, data))
         elif kind == "n":
-            targets = [h for user_id in json.loads(fields["u"])
-                       for h in self.state.user_handles(project_id, user_id)]
+            skip = fields.get("x")
+            targets = [handle for user_id in json.loads(fields["u"])
+                       for handle, session in self.state.user_sessions(project_id, user_id)
+                       if session.connection_id != skip]
             if targets:
                 self._sends.append((targets, fields["f"]))
         elif kind == "k":

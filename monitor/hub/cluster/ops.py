@@ -66,11 +66,15 @@ class Expire:
 
 @dataclass(frozen=True, slots=True)
 class Notify:
-    """A frame for every connection, on every node, of some users (call notices)."""
+    """A frame for every connection, on every node, of some users (call notices, other
+    devices of a user), but the connection ``skip`` (a connection id) if given; with
+    ``if_others``, only when the one user holds another connection somewhere."""
 
     project_id: int
     user_ids: tuple[str, ...]
     frame: str
+    skip: str = ""
+    if_others: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,7 +138,8 @@ class RedisStore:
                 out.append(("CALL", op.project_id, [op.call_id, dumps(data),
                                                     int(op.data is not None)]))
             elif isinstance(op, Notify):
-                out.append(("NOTIFY", op.project_id, [dumps(list(op.user_ids)), op.frame]))
+                out.append(("NOTIFY", op.project_id, [dumps(list(op.user_ids)), op.frame,
+                                                      op.skip, int(op.if_others)]))
             elif isinstance(op, Kick):
                 out.append(("KICK", op.project_id, [op.user_id]))
             else:

@@ -193,9 +193,17 @@ redis.call('XADD', LOG, 'MAXLEN', '~', MAXLEN, '*', 'k', 'c', 'i', ARGV[3], 'v',
 return last_id()
 """
 
-# ARGV[3] users JSON, [4] frame.
+# ARGV[3] users JSON, [4] frame, [5] a connection id left out ('' for none), [6] '1':
+# only if the (one) user holds a connection other than that one, on any node.
 NOTIFY = PRELUDE + r"""
-redis.call('XADD', LOG, 'MAXLEN', '~', MAXLEN, '*', 'k', 'n', 'u', ARGV[3], 'f', ARGV[4])
+if ARGV[6] == '1' then
+  local ckey = P .. 'c:' .. cjson.decode(ARGV[3])[1]
+  if redis.call('HLEN', ckey) - redis.call('HEXISTS', ckey, ARGV[5]) == 0 then
+    return last_id()
+  end
+end
+redis.call('XADD', LOG, 'MAXLEN', '~', MAXLEN, '*', 'k', 'n', 'u', ARGV[3], 'f', ARGV[4],
+           'x', ARGV[5])
 return last_id()
 """
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire
+from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire, Notify
 from monitor.hub.state import (
     Attribute,
     AuthOutcome,
@@ -97,6 +97,14 @@ class ClusterState(HubState):
                                           session.connection_id, now_ms,
                                           0 if immediate else max(self.offline_grace_ms, 0)))
         return effects
+
+    def _tell_other_devices(self, effects: Effects, others: list[Handle], session: Session,
+                            status: str) -> None:
+        # The user's other devices may be on any node: every node tells its own, through
+        # the log, once the login (or logout) is in it.
+        effects.ops.append(Notify(session.user.project_id, (session.user.user_id,),
+                                  self._other_device_frame(session.user, session, status),
+                                  skip=session.connection_id, if_others=True))
 
     def _grace_ran_out(self, user: User, now_ms: int) -> Effects:
         # Redis decides: the user may hold a connection on another node.

@@ -163,8 +163,10 @@ class Peer(asyncio.Protocol):
         except UnicodeDecodeError as exc:
             self.fail(CLOSE_INVALID_DATA, f"{exc.reason} at position {exc.start}")
             return
-        if self.closing:
-            return
+        protocol = self.protocol
+        if self.closing or (protocol.close_sent is not None
+                            and not protocol.close_rcvd_then_sent):
+            return  # the hub is closing it (or a frame was not UTF-8): requests are dropped
         try:
             self.endpoint.message(self, text)
         except Exception:  # a bug must cost this connection, never the hub or others

@@ -3,11 +3,14 @@ that close the connection (and harm nothing else), same-value changes, and PING.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
 
 import pytest
+from websockets.frames import Close, Opcode
+from websockets.frames import Frame as WsFrame
 
 from tests.hub.conftest import HubFactory
 from tests.hub.wire import (
@@ -293,3 +296,45 @@ async def test_authen_reply_is_the_answer_to_authen(module_hub: HubProcess) -> N
     assert frame["body"]["r"] == 0
     await wire.quiet(0.1, services=(SUBSCRIBE_FROM_SERVER, PING))
     await wire.close()
+
+
+# -- several frames in one TCP segment ------------------------------------------------------
+
+
+def _masked(opcode: Opcode, payload: bytes) -> bytes:
+    return WsFrame(opcode, payload).serialize(mask=True)
+
+
+def _change(value: str) -> bytes:
+    body = {"attribute": "manual_status", "value": value, "requestId": 1}
+    return json.dumps({"service": CHANGE_ATTRIBUTE, "body": body}).encode()
+
+
+def _status_of(hub: HubProcess, user: str) -> object:
+    with hub.rest() as rest:
+        return user_of(rest.get(f"/v1/users/{user}").json()).get("manual_status")
+
+
+async def test_a_request_and_a_close_in_one_segment_are_both_handled(
+        module_hub: HubProcess) -> None:
+    wire = await login(module_hub, module_hub.client_token(
+        "seg_close", attributes=[("manual_status", "seg_t")]))
+    # Written under the client library: the request, then a close, in one write.
+    wire.ws.transport.write(_masked(Opcode.TEXT, _change("lunch"))
+                            + _masked(Opcode.CLOSE, Close(1000, "bye").serialize()))
+    deadline = time.monotonic() + 5
+    while _status_of(module_hub, "seg_close") != "lunch":
+        assert time.monotonic() < deadline, "the request before the close was dropped"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_request_behind_a_frame_that_is_not_utf8_is_not_handled(
+        module_hub: HubProcess) -> None:
+    wire = await login(module_hub, module_hub.client_token(
+        "seg_utf8", attributes=[("manual_status", "seg_t")]))
+    assert (await wire.change("manual_status", "before"))["r"] == 0
+    wire.ws.transport.write(_masked(Opcode.TEXT, b'{"service": 1, "body": "\xff"}')
+                            + _masked(Opcode.TEXT, _change("after")))
+    assert await wire.closed() == CLOSE_INVALID_DATA
+    await asyncio.sleep(0.3)
+    assert _status_of(module_hub, "seg_utf8") == "before"

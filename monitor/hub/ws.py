@@ -147,11 +147,13 @@ class Peer(asyncio.Protocol):
                 timer.cancel()
         self.open_timer = self.auth_timer = self.close_timer = None
         self.endpoint.connection_lost(self)
-        # Break the reference cycles a connection is made of (the protocol's parser, a
-        # generator, refers to the protocol; the session to this peer), so that reference
-        # counting frees it at once. Left to the cycle collector, ten thousand connections
-        # a minute piled up until a full collection paused the hub for a second or more.
+        # Break the reference cycles a connection is made of, so that reference counting
+        # frees it at once: the protocol's parser (a generator) and the exception that
+        # stopped it (its traceback holds the parser's frame) refer to the protocol, the
+        # session to this peer. Left to the cycle collector, thousands of connections a
+        # minute piled up until a full collection paused the hub for a second or more.
         self.protocol.parser.close()
+        self.protocol.parser_exc = None
         self.session = None
 
     # -- frames -----------------------------------------------------------------------------

@@ -6,6 +6,8 @@ Every second, ``--churn`` clients (100) lose their connection (half with a close
 half a dropped TCP connection) and come back 0.5-1.5 s later (one in ten after 4-5 s,
 past the offline grace period, so presence changes too), resuming their topic; and
 ``--rate`` clients (500) change their note, which goes to the 10 members of their group.
+The second's share is spread over ``--ticks`` (10) equal ticks, as independent agents'
+changes would be; ``--ticks 1`` sends each second's load as one burst.
 
 Before the measured minutes, a warm-up (120 s) fills every topic's history
 (``history_size = 50``). Then, with churn paused and everyone connected, the hub's RSS,
@@ -50,12 +52,13 @@ GRACE_MS = 3000
 
 
 class Load:
-    """Churn and changes, one tick a second."""
+    """Churn and changes, ``ticks`` ticks a second."""
 
-    def __init__(self, clients: list[Client], churn: int, rate: int) -> None:
+    def __init__(self, clients: list[Client], churn: int, rate: int, ticks: int = 10) -> None:
         self.clients = clients
         self.churn = churn
         self.rate = rate
+        self.ticks = max(1, ticks)
         self.running = False
         self.tasks: set[asyncio.Task[Any]] = set()
         self.bounced = 0
@@ -88,17 +91,24 @@ class Load:
 
     async def run(self) -> None:
         self.running = True
+        period = 1.0 / self.ticks
+        n = 0
+        next_tick = time.monotonic()
         while self.running:
-            tick = time.monotonic()
+            # This tick's share of the second's load, remainders spread over the ticks.
+            churn = self.churn * (n + 1) // self.ticks - self.churn * n // self.ticks
+            rate = self.rate * (n + 1) // self.ticks - self.rate * n // self.ticks
+            n = (n + 1) % self.ticks
             ready = [c for c in self.clients if c.connected]
-            for i, client in enumerate(random.sample(ready, min(self.churn, len(ready)))):
+            for client in random.sample(ready, min(churn, len(ready))):
                 self.bounced += 1
-                self._spawn(self._bounce(client, clean=i % 2 == 0))
+                self._spawn(self._bounce(client, clean=self.bounced % 2 == 0))
             ready = [c for c in self.clients if c.connected]
-            for client in random.sample(ready, min(self.rate, len(ready))):
+            for client in random.sample(ready, min(rate, len(ready))):
                 self.changes += 1
                 self._spawn(self._change(client))
-            await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
+            next_tick += period
+            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
 
     async def pause(self, clients: list[Client], timeout: float = 120) -> None:
         """Stop the load and wait until every client is connected again."""
@@ -117,7 +127,7 @@ def measure(hub: HubProcess) -> dict[str, float]:
 
 
 async def run(clients_n: int, minutes: float, churn: int, rate: int, warmup_s: float,
-              log: Any = print) -> dict[str, Any]:
+              ticks: int = 10, log: Any = print) -> dict[str, Any]:
     os.environ["MONITOR_LOG_LEVEL"] = "info"
     workdir = Path(tempfile.mkdtemp(prefix="soak-churn-"))
     hub = HubProcess(workdir, extra_hub=(
@@ -127,13 +137,14 @@ async def run(clients_n: int, minutes: float, churn: int, rate: int, warmup_s: f
     totals = Totals()
     clients = [Client(i, hub, totals) for i in range(clients_n)]
     results: dict[str, Any] = {"clients": clients_n, "minutes": minutes, "churn_per_s": churn,
-                               "changes_per_s": rate, "warmup_s": warmup_s}
+                               "changes_per_s": rate, "ticks_per_s": ticks,
+                               "warmup_s": warmup_s}
     try:
         await asyncio.sleep(1)
         results["idle"] = idle = measure(hub)
         took = await connect_all(clients)
         log(f"{clients_n} connected in {took:.1f} s")
-        load = Load(clients, churn, rate)
+        load = Load(clients, churn, rate, ticks)
         runner = asyncio.get_running_loop().create_task(load.run())
         await asyncio.sleep(warmup_s)
         await load.pause(clients)
@@ -232,7 +243,8 @@ def record(results: dict[str, Any], elapsed: float, command: str) -> str:
     return (f"\n### Churn soak, {results['clients']:,} clients, {results['minutes']:g} minutes\n\n"
             f"{when}, commit `{commit()}`, {machine()}, Python {sys.version.split()[0]}. "
             f"Command: `{command}` ({elapsed:.0f} s). Churn {results['churn_per_s']}/s, "
-            f"{results['changes_per_s']} changes/s; {results['bounced']:,} reconnects, "
+            f"{results['changes_per_s']} changes/s, in {results['ticks_per_s']} ticks a "
+            f"second; {results['bounced']:,} reconnects, "
             f"{results['changes']:,} changes in all. Client totals: "
             f"`{json.dumps(results['totals'])}`.\n\n"
             "| state | connections | RSS MiB | fds | loop tasks | threads |\n"
@@ -248,13 +260,16 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--churn", type=int, default=100, help="reconnects per second")
     parser.add_argument("--rate", type=int, default=500, help="changes per second")
+    parser.add_argument("--ticks", type=int, default=10,
+                        help="ticks a second the load is spread over (1: one burst)")
     parser.add_argument("--warmup", type=float, default=120, help="seconds")
     parser.add_argument("--record", action="store_true",
                         help="append the result to docs/reliability.md")
     args = parser.parse_args()
     raise_fd_limit()
     started = time.monotonic()
-    results = asyncio.run(run(args.clients, args.minutes, args.churn, args.rate, args.warmup))
+    results = asyncio.run(run(args.clients, args.minutes, args.churn, args.rate, args.warmup,
+                              args.ticks))
     elapsed = time.monotonic() - started
     print(json.dumps({k: v for k, v in results.items() if k != "samples"}, indent=1))
     if args.record:

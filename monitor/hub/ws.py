@@ -95,7 +95,7 @@ class Peer(asyncio.Protocol):
         # Frames of a fragmented message so far; requests that arrived while an AUTHEN
         # was being stored (None: no AUTHEN in flight).
         self.fragments: list[bytes] = []
-        self.inbox: list[str] | None = None
+        self.inbox: list[tuple[int, dict[str, Any]]] | None = None
         self.open_timer: asyncio.TimerHandle | None = None
         self.auth_timer: asyncio.TimerHandle | None = None
         self.close_timer: asyncio.TimerHandle | None = None
@@ -423,15 +423,20 @@ class Endpoint:
         """One text message: a request before or after authentication."""
         peer.last_recv = time.monotonic()
         self.hub.metrics.messages_in += 1
-        if peer.session is not None:
-            if peer.inbox is None:
-                self._dispatch(peer, message)
-            else:  # its AUTHEN is being stored: answer in order once it is
-                peer.inbox.append(message)
-        elif peer.inbox is not None:
-            peer.inbox.append(message)
+        try:
+            request = decode(message)
+        except FrameError as exc:
+            self.peers.close(peer, CLOSE_INVALID_DATA, str(exc))
+            return
+        except RequestError as exc:
+            self._refuse(peer, 0, None, Result.INVALID_REQUEST, str(exc))
+            return
+        if peer.inbox is not None:  # its AUTHEN is being stored: answer in order once it is
+            peer.inbox.append(request)
+        elif peer.session is not None:
+            self._dispatch(peer, *request)
         else:
-            self._before_authentication(peer, message)
+            self._before_authentication(peer, *request)
 
     # -- authentication -----------------------------------------------------------------
 
@@ -444,15 +449,7 @@ class Endpoint:
         failures["timeout"] = failures.get("timeout", 0) + 1
         self.peers.close(peer, CLOSE_AUTH_TIMEOUT, "not authenticated in time")
 
-    def _before_authentication(self, peer: Peer, message: str) -> None:
-        try:
-            service, body = decode(message)
-        except FrameError as exc:
-            self.peers.close(peer, CLOSE_INVALID_DATA, str(exc))
-            return
-        except RequestError as exc:
-            self._refuse(peer, 0, None, Result.INVALID_REQUEST, str(exc))
-            return
+    def _before_authentication(self, peer: Peer, service: int, body: dict[str, Any]) -> None:
         request_id = body.get("requestId")
         if service == Service.PING:
             self.peers.send_now(peer, encode(Service.PING, reply(
@@ -508,10 +505,10 @@ class Endpoint:
         assert session is not None
         log.info("event=authenticated remote=%s user=%s project=%s connection=%s",
                  peer.remote, session.user.user_id, project_id, session.connection_id)
-        for message in inbox:
+        for service, body in inbox:
             if peer.closing:
                 break
-            self._dispatch(peer, message)
+            self._dispatch(peer, service, body)
 
     # -- requests after authentication --------------------------------------------------
 
@@ -523,16 +520,8 @@ class Endpoint:
                  peer.remote, peer.user_id(), service, int(r), message or MESSAGES[r])
         self.peers.send_now(peer, encode(service, reply(service, request_id, r, message)))
 
-    def _dispatch(self, peer: Peer, message: str) -> None:
+    def _dispatch(self, peer: Peer, service: int, body: dict[str, Any]) -> None:
         hub = self.hub
-        try:
-            service, body = decode(message)
-        except FrameError as exc:
-            self.peers.close(peer, CLOSE_INVALID_DATA, str(exc))
-            return
-        except RequestError as exc:
-            self._refuse(peer, 0, None, Result.INVALID_REQUEST, str(exc))
-            return
         request_id = body.get("requestId")
         session = peer.session
         assert session is not None

@@ -74,7 +74,7 @@ class Peer(asyncio.Protocol):
     """One client connection: its TCP transport, the WebSocket protocol state and the
     frames it is owed this turn."""
 
-    __slots__ = ("address", "auth_timer", "authenticated_at", "close_timer", "closing",
+    __slots__ = ("address", "auth_timer", "close_timer", "closing",
                  "endpoint", "fragments", "inbox", "last_ping", "last_recv", "open_timer",
                  "opened", "pending", "ping_outstanding", "protocol", "remote",
                  "session", "transport")
@@ -89,7 +89,6 @@ class Peer(asyncio.Protocol):
         self.opened = False  # the opening handshake succeeded
         self.ping_outstanding = False
         self.last_recv = self.last_ping = time.monotonic()
-        self.authenticated_at = 0.0
         self.address: Any = None
         self.remote = "?"
         # Frames of a fragmented message so far; requests that arrived while an AUTHEN
@@ -102,10 +101,6 @@ class Peer(asyncio.Protocol):
 
     def user_id(self) -> str:
         return self.session.user.user_id if self.session is not None else "-"
-
-    @property
-    def state(self) -> State:
-        return self.protocol.state
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -159,6 +154,10 @@ class Peer(asyncio.Protocol):
     # -- frames -----------------------------------------------------------------------------
 
     def _text(self, frame: Frame) -> None:
+        protocol = self.protocol
+        if self.closing or (protocol.close_sent is not None
+                            and not protocol.close_rcvd_then_sent):
+            return  # the hub is closing it (or a frame was not UTF-8): requests are dropped
         if not frame.fin:
             self.fragments.append(frame.data)
             return
@@ -172,10 +171,6 @@ class Peer(asyncio.Protocol):
         except UnicodeDecodeError as exc:
             self.fail(CLOSE_INVALID_DATA, f"{exc.reason} at position {exc.start}")
             return
-        protocol = self.protocol
-        if self.closing or (protocol.close_sent is not None
-                            and not protocol.close_rcvd_then_sent):
-            return  # the hub is closing it (or a frame was not UTF-8): requests are dropped
         try:
             self.endpoint.message(self, text)
         except Exception:  # a bug must cost this connection, never the hub or others
@@ -482,7 +477,6 @@ class Endpoint:
         outcome = hub.state.authenticate(peer, project[0].id, claims, client, request_id,
                                          now_ms(), body.get("resume"))
         peer.session = outcome.session
-        peer.authenticated_at = time.monotonic()
         peer.inbox = []
         if peer.auth_timer is not None:
             peer.auth_timer.cancel()

@@ -67,7 +67,6 @@ ON CONFLICT (project_id, call_id) DO UPDATE SET data = excluded.data
 
 CHECKPOINT_EVERY_S = 0.5
 CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
-_dumps = to_json
 
 
 class StoreError(Exception):
@@ -144,16 +143,16 @@ class SqliteStore:
         for op in ops:
             if isinstance(op, UserRow):
                 users.append((op.project_id, op.user_id, op.display_name, op.login_time,
-                              _dumps(op.grants.to_json())))
+                              to_json(op.grants.to_json())))
             elif isinstance(op, CallRow):
                 if op.data is None:
                     ended[(op.project_id, op.call_id)] = None
                 else:
-                    calls.append((op.project_id, op.call_id, _dumps(op.data)))
+                    calls.append((op.project_id, op.call_id, to_json(op.data)))
                     ended.pop((op.project_id, op.call_id), None)
             else:
                 attributes.append((op.project_id, op.user_id, op.name,
-                                   _dumps(op.value), op.updated_ms))
+                                   to_json(op.value), op.updated_ms))
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")

@@ -91,6 +91,11 @@ MAX_TOPICS = 100
 MAX_ATTRIBUTE_GRANTS = 100
 MAX_USER_ID_CHARS = 128
 AUTH_TIMEOUT_S = 10.0
+# Limits of the hub's own (docs/protocol.md): each bounds what one request can make the
+# hub hold or echo, and is checked before the request changes anything.
+MAX_REQUEST_ID_CHARS = 64  # a string requestId; an integer one must fit in 64 bits
+MAX_CLIENT_FIELD_CHARS = 128  # deviceId, browserId, sessionId, platform, sdkVersion
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 # Names owned by the hub.
 # WebSocket close codes the hub sends (docs/protocol.md), besides 1001, 1003, 1007, 1009.
@@ -121,18 +126,44 @@ def is_attribute_name(name: object) -> bool:
     return isinstance(name, str) and ATTRIBUTE_RE.fullmatch(name) is not None
 
 
+# C0 controls (ESC among them), DEL, C1 controls, and the line and paragraph separators:
+# characters that a terminal or a log reader acts on instead of showing.
+CONTROL_CHARS_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def has_control_chars(text: str) -> bool:
+    """True when ``text`` holds a control character (C0, DEL, C1, U+2028, U+2029)."""
+    return CONTROL_CHARS_RE.search(text) is not None
+
+
 def is_valid_value(value: object) -> bool:
-    """True for the attribute values the spec allows: short strings, numbers, booleans, null."""
+    """True for the attribute values the spec allows: strings of at most 1 KiB of UTF-8
+    with no control characters, finite numbers (integers within 64 bits), booleans, null."""
     if value is None or isinstance(value, bool):
         return True
-    if isinstance(value, int | float):
-        return value == value and value not in (float("inf"), float("-inf"))
+    if isinstance(value, int):
+        # A 4,000-digit integer would be stored, echoed and parsed by every client.
+        return INT64_MIN <= value <= INT64_MAX
+    if isinstance(value, float):
+        return math.isfinite(value)
     if isinstance(value, str):
         try:
-            return len(value.encode("utf-8")) <= MAX_VALUE_BYTES
+            size = len(value.encode("utf-8"))
         except UnicodeEncodeError:  # a lone surrogate ("\ud800"): not UTF-8, unsendable
             return False
+        return size <= MAX_VALUE_BYTES and not has_control_chars(value)
     return False
+
+
+def is_valid_request_id(request_id: object) -> bool:
+    """True for a requestId the hub echoes: absent (None), an integer within 64 bits or a
+    string of at most 64 characters. Anything else (a nested object, a 4,000-digit number)
+    is refused before the request is looked at."""
+    if request_id is None:
+        return True
+    if type(request_id) is int:
+        return INT64_MIN <= request_id <= INT64_MAX
+    return type(request_id) is str and len(request_id) <= MAX_REQUEST_ID_CHARS
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -207,14 +238,20 @@ class FrameError(ValueError):
 
 
 class RequestError(ValueError):
-    """A JSON object that is not a valid request: answered with ``r = 21``."""
+    """A JSON object that is not a valid request: answered with ``r = 21`` under
+    ``service`` (0 when the frame has no integer service)."""
+
+    def __init__(self, message: str, service: int = 0) -> None:
+        super().__init__(message)
+        self.service = service
 
 
 def decode(text: str | bytes) -> tuple[int, dict[str, Any]]:
     """Parse one frame into ``(service, body)``.
 
     Raise :class:`FrameError` when it is not a JSON object and :class:`RequestError`
-    when it lacks an integer ``service`` or an object ``body``.
+    when it lacks an integer ``service`` or an object ``body``, or when its ``requestId``
+    is not one the hub echoes (:func:`is_valid_request_id`).
     """
     try:
         obj = from_json(text)
@@ -230,4 +267,7 @@ def decode(text: str | bytes) -> tuple[int, dict[str, Any]]:
         body = {}
     if not isinstance(body, dict):
         raise RequestError("frame body is not an object")
+    if not is_valid_request_id(body.get("requestId")):
+        raise RequestError("requestId must be an integer or a string of at most "
+                           f"{MAX_REQUEST_ID_CHARS} characters", service)
     return service, body

@@ -197,13 +197,26 @@ def _verified_payload(token: object, secret_for: SecretLookup) -> tuple[str, dic
     if not isinstance(exp, int | float) or isinstance(exp, bool) or (
             isinstance(exp, float) and not math.isfinite(exp)):
         raise TokenError(Result.TOKEN_PAYLOAD, "exp is not a number")
-    if exp + LEEWAY_S <= time.time():
+    now = time.time()
+    if exp + LEEWAY_S <= now:
         raise TokenError(Result.TOKEN_EXPIRED, "token expired")
+    for claim in ("nbf", "iat"):  # not valid yet, or issued in the future
+        moment = payload.get(claim)
+        if moment is None:
+            continue
+        if not isinstance(moment, int | float) or isinstance(moment, bool) or (
+                isinstance(moment, float) and not math.isfinite(moment)):
+            raise TokenError(Result.TOKEN_PAYLOAD, f"{claim} is not a number")
+        if moment > now + LEEWAY_S:
+            raise TokenError(Result.TOKEN_PAYLOAD,
+                             f"{claim} is more than {LEEWAY_S} s in the future")
     return sid, payload
 
 
 def _has_control_chars(text: str) -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in text)
+    """Controls, format characters (a right-to-left override, a zero-width space),
+    surrogates, line and paragraph separators."""
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in text)
 
 
 def parse_subscribe(raw: object) -> tuple[str, ...]:
@@ -269,14 +282,19 @@ def parse_grants(payload: Mapping[str, Any]) -> Grants:
 def verify_client_token(token: object, secret_for: SecretLookup) -> ClientClaims:
     """Verify a client access token; raise :class:`TokenError` with the AUTHEN code."""
     sid, payload = _verified_payload(token, secret_for)
+    if payload.get("rest_api") is True:  # a REST token is not a login, userId or not
+        raise TokenError(Result.TOKEN_PAYLOAD, "a REST token (rest_api: true) cannot log in")
     user_id = payload.get("userId")
     if not isinstance(user_id, str) or not 1 <= len(user_id) <= MAX_USER_ID_CHARS:
         raise TokenError(Result.TOKEN_PAYLOAD, "userId missing or not 1-128 characters")
     if _has_control_chars(user_id) or user_id != user_id.strip():
         raise TokenError(Result.TOKEN_PAYLOAD, "userId has control or blank edge characters")
     display_name = payload.get("displayName")
-    if not isinstance(display_name, str) or _has_control_chars(display_name):
+    if not isinstance(display_name, str):
         display_name = None
+    elif _has_control_chars(display_name):
+        # Shown in every supervisor's monitor: refused, not silently dropped.
+        raise TokenError(Result.TOKEN_PAYLOAD, "displayName has control characters")
     elif display_name:
         display_name = display_name[:MAX_DISPLAY_NAME_CHARS]
     return ClientClaims(sid, user_id, int(payload["exp"]), parse_grants(payload),

@@ -313,9 +313,14 @@ class TestEncodings:
 
         assert name("Alice A.") == "Alice A."
         assert name("x" * 500) == "x" * 128
-        assert name("bad\nname") is None
-        assert name("zero\u200bwidth") is None
         assert name(42) is None
+        # Control and format characters are refused (r = 7), not silently dropped: the
+        # name is shown in every supervisor's terminal.
+        for hostile in ("bad\nname", "zero\u200bwidth", "esc\x1b]0;title\x07",
+                        "c1\x9bJ", "line\u2028sep", "rtl\u202eoverride"):
+            with pytest.raises(TokenError) as caught:
+                name(hostile)
+            assert caught.value.code == Result.TOKEN_PAYLOAD, hostile
         assert name("") is None
 
     def test_decode_unverified_shows_header_and_payload(self) -> None:
@@ -581,6 +586,22 @@ class TestPayload:  # r = 7
 
     def test_oversized_checked_before_decoding(self) -> None:
         refused("x" * (MAX_TOKEN_BYTES + 1), Result.TOKEN_PAYLOAD)
+
+    @pytest.mark.parametrize("claim", ["nbf", "iat"])
+    def test_not_valid_yet_beyond_the_leeway(self, claim: str) -> None:
+        now = int(time.time())
+        error = refused(forge(claims(**{claim: now + 3600})), Result.TOKEN_PAYLOAD)
+        assert claim in error.message
+        refused(forge({"iss": SID, "exp": now + 7200, "rest_api": True, claim: now + 3600}),
+                Result.TOKEN_PAYLOAD, rest=True)
+        refused(forge(claims(**{claim: "tomorrow"})), Result.TOKEN_PAYLOAD)
+        # Within the leeway (a clock a little ahead) and in the past: accepted.
+        for moment in (now + 20, now - 3600):
+            assert verify_client_token(forge(claims(**{claim: moment})), lookup)
+
+    def test_rest_token_with_a_user_id_does_not_log_in(self) -> None:
+        error = refused(forge(claims(rest_api=True)), Result.TOKEN_PAYLOAD)
+        assert "rest_api" in error.message
 
 
 class TestAuthOther:  # r = 9

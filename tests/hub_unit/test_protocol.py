@@ -149,9 +149,9 @@ def test_result_codes_are_those_of_the_spec() -> None:
 
 
 @pytest.mark.parametrize("value", [
-    None, True, False, 0, -1, 2**63, 10**300, -(10**300), 0.0, -0.0, 1.5, 1e308, -1e308,
+    None, True, False, 0, -1, 2**63 - 1, -(2**63), 0.0, -0.0, 1.5, 1e308, -1e308,
     5e-324, "", "x", "x" * MAX_VALUE_BYTES, "é" * 512, "€" * 341 + "x", "\U0001f600" * 256,
-    "\x00", "a\nb",
+    "tab\u200dzwj \U0001f469\u200d\U0001f4bb",  # format characters make emoji: kept
 ])
 def test_valid_values(value: object) -> None:
     assert is_valid_value(value)
@@ -163,6 +163,11 @@ def test_valid_values(value: object) -> None:
     "é" * 1000,  # 1000 characters but 2000 bytes
     "\ud800", "a\udfffb", "\ud83d",  # lone surrogates are not UTF-8
     b"bytes", [], {}, [1], {"a": 1}, (1,), {1}, object(), 1j,
+    # integers beyond 64 bits (a 4,000-digit number would be stored and echoed)
+    2**63, -(2**63) - 1, 10**300, -(10**300), int("9" * 4000),
+    # control characters: a terminal would act on them (ESC, C1 CSI, BEL...)
+    "\x00", "a\nb", "tab\t", "busy\x1b]0;TITLE\x1b\\", "\x1b[2J", "c1\x9b2J", "del\x7f",
+    "bell\x07", "line\u2028sep", "para\u2029sep", "\x85next line",
 ])
 def test_invalid_values(value: object) -> None:
     assert not is_valid_value(value)
@@ -182,13 +187,15 @@ def test_bool_is_valid_even_though_it_is_an_int() -> None:
 
 
 @given(st.text(max_size=1100))
-def test_valid_value_iff_it_fits_in_1024_utf8_bytes(text: str) -> None:
+def test_valid_value_iff_it_fits_in_1024_utf8_bytes_without_controls(text: str) -> None:
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:
         assert not is_valid_value(text)
     else:
-        assert is_valid_value(text) is (size <= MAX_VALUE_BYTES)
+        controls = any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or ch in "\u2028\u2029"
+                       for ch in text)
+        assert is_valid_value(text) is (size <= MAX_VALUE_BYTES and not controls)
 
 
 @given(st.floats())

@@ -79,7 +79,7 @@ def test_equal_values_of_another_json_type_are_a_change(first: Any, second: Any)
     assert type(message["message"]["newValue"]) is type(second)
 
 
-@pytest.mark.parametrize("value", ["", "é✓", 0, -5, 2**63, 3.25, True, False, None])
+@pytest.mark.parametrize("value", ["", "é✓", 0, -5, 2**63 - 1, -(2**63), 3.25, True, False, None])
 def test_every_allowed_value_is_stored_and_published(value: Any) -> None:
     state = watched()
     effects = change(state, "a", "status", value, T0)

@@ -20,6 +20,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.css.query import NoMatches
+from textual.markup import escape as escape_markup
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import DataTable, Footer, Input, Static
@@ -48,10 +49,12 @@ from monitor.tui.feed import (
     Session,
     Snapshot,
     TopicMessage,
+    safe_event,
 )
 from monitor.tui.model import Agent, AgentTable, Applied, Filter, Sort, Summary
 from monitor.tui.screens import AgentDetail, HelpScreen, StatusPicker
 from monitor.tui.settings import Settings
+from monitor.tui.text import safe_text
 from monitor.tui.themes import LoadedThemes, load_themes, state_colours
 from monitor.tui.widgets import (
     AgentGrid,
@@ -170,7 +173,8 @@ class MonitorApp(App[None]):
         for theme in self.loaded_themes.themes.values():
             self.register_theme(theme)
         for error in self.loaded_themes.errors:
-            self.notify(error, title="Theme skipped", severity="warning", timeout=8)
+            self.notify(error, title="Theme skipped", severity="warning", timeout=8,
+                        markup=False)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.use_theme(self.requested_theme)
         self._apply_theme_styles(self.current_theme)
@@ -184,7 +188,8 @@ class MonitorApp(App[None]):
         if name in self.available_themes:
             self.theme = name
             return True
-        self.notify(f"no theme named {name!r}", title="Theme", severity="error")
+        self.notify(f"no theme named {name!r}", title="Theme", severity="error",
+                    markup=False)
         if self.theme not in self.available_themes or self.theme == FALLBACK_THEME:
             fallback = "monitor-dark" if "monitor-dark" in self.available_themes \
                 else FALLBACK_THEME
@@ -214,14 +219,20 @@ class MonitorApp(App[None]):
                 self.handle_event(Link(OFFLINE, detail="feed ended"))
 
     def handle_event(self, event: FeedEvent) -> None:
-        """Apply one feed event to the model at once; the screen follows on the next tick."""
+        """Apply one feed event to the model at once; the screen follows on the next tick.
+
+        Every string in it is made safe to draw first (:func:`safe_event`): the model
+        and the widgets never hold a control character or an escape sequence."""
         now = self.clock()
+        raw = event
+        event = safe_event(event)
         if isinstance(event, TopicMessage):
             self.last_message_at = now
             result = self.model.apply_message(event.topic, event.message, seq=event.seq,
                                               now=now)
-            if result is Applied.GAP:
-                self.run_worker(self.feed.resync(event.topic), group="resync")
+            if result is Applied.GAP and isinstance(raw, TopicMessage):
+                # the hub knows the topic by its own name, not the one shown
+                self.run_worker(self.feed.resync(raw.topic), group="resync")
         elif isinstance(event, Snapshot):
             self.last_message_at = now
             self.model.apply_snapshot(event.topic, event.values, seq=event.seq,
@@ -435,7 +446,7 @@ class MonitorApp(App[None]):
         for i, name in enumerate(self.settings.statuses, 1):
             mark = "  ◀ current" if name == status else ""
             key = str(i) if i <= 9 else " "
-            lines.append(Text(f"  {key}  {name}{mark}"))
+            lines.append(Text(f"  {key}  {safe_text(name)}{mark}"))
         lines.append(Text(""))
         lines.append(Text("s opens the picker · digits set directly · q quits"))
         return Text("\n").join(lines)
@@ -489,7 +500,9 @@ class MonitorApp(App[None]):
             await self.feed.change_attribute(self.settings.status_attribute, status)
         except ChangeRefused as exc:
             self.answer = HubAnswer(status, False, str(exc), self.clock())
-            self.notify(f"{status}: {exc}", title="Status refused", severity="error")
+            # the hub's words: shown as they read, never as markup or control codes
+            self.notify(safe_text(f"{status}: {exc}"), title="Status refused",
+                        severity="error", markup=False)
         else:
             now = self.clock()
             self.answer = HubAnswer(status, True, "ok", now)
@@ -624,16 +637,19 @@ class MonitorApp(App[None]):
             yield SystemCommand("My status: pick…", "Change your own status",
                                 self.action_pick_status)
             for status in self.settings.statuses:
-                yield SystemCommand(f"My status: set {status}",
-                                    f"Send {self.settings.status_attribute} = {status}",
+                yield SystemCommand(_palette(f"My status: set {status}"),
+                                    _palette(f"Send {self.settings.status_attribute} = "
+                                             f"{status}"),
                                     lambda s=status: self.change_status(s))
         for column in self.columns():
-            yield SystemCommand(f"Sort by {column.label}", "Ascending; again to reverse",
+            yield SystemCommand(_palette(f"Sort by {column.label}"),
+                                "Ascending; again to reverse",
                                 lambda c=column.key: self.set_sort(c))
         yield SystemCommand("Filter: online only", "Toggle", self.action_toggle_online)
         yield SystemCommand("Filter: on a call", "Toggle", self.action_toggle_on_call)
         for status in self.settings.statuses:
-            yield SystemCommand(f"Filter: status {status}", "Only agents in this status",
+            yield SystemCommand(_palette(f"Filter: status {status}"),
+                                "Only agents in this status",
                                 lambda s=status: self.set_filter(status=s))
         yield SystemCommand("Filter: clear all", "Show every agent", self.action_clear_filters)
         yield SystemCommand("Agent detail", "Timeline of the agent under the cursor",
@@ -641,5 +657,11 @@ class MonitorApp(App[None]):
         yield SystemCommand("Event log: show / hide", "Latest topic messages",
                             self.action_toggle_log)
         for name in sorted(self.available_themes):
-            yield SystemCommand(f"Theme: {name}", "Switch to this theme",
+            yield SystemCommand(_palette(f"Theme: {name}"), "Switch to this theme",
                                 lambda n=name: self.use_theme(n))
+
+
+def _palette(title: str) -> str:
+    """A command palette title holding names from the hub or the settings: the palette
+    reads titles as markup, so ``[link=...]`` in an attribute name must stay text."""
+    return escape_markup(safe_text(title))

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, cast
 
 from monitor.protocol import MESSAGES, Result
+from monitor.tui.text import safe_data, safe_text
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,34 @@ class Link:
 
 
 FeedEvent = Session | Snapshot | TopicMessage | Link
+
+
+def safe_event(event: FeedEvent) -> FeedEvent:
+    """``event`` with every string from the hub passed through :func:`safe_text`: what
+    the app does first with each event, whichever feed it came from, so that the model
+    and every widget only ever hold text that is safe to draw. Unchanged events are
+    returned as they are."""
+    if isinstance(event, TopicMessage):
+        message = safe_data(event.message)
+        topic = safe_text(event.topic)
+        if message is event.message and topic is event.topic:
+            return event
+        return replace(event, topic=topic, message=cast(Mapping[str, Any], message))
+    if isinstance(event, Snapshot):
+        values = safe_data(list(event.values))
+        return replace(event, topic=safe_text(event.topic),
+                       values=cast(Sequence[Mapping[str, Any]], values))
+    if isinstance(event, Session):
+        publishes = {safe_text(name): tuple(safe_text(t) for t in topics)
+                     for name, topics in event.publishes.items()}
+        return replace(event, user_id=safe_text(event.user_id),
+                       subscribe=tuple(safe_text(t) for t in event.subscribe),
+                       publishes=publishes,
+                       display_name=None if event.display_name is None
+                       else safe_text(event.display_name))
+    if isinstance(event, Link) and event.detail:
+        return replace(event, detail=safe_text(event.detail))
+    return event
 
 
 class ChangeRefused(Exception):

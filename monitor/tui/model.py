@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from monitor.protocol import CALL, OFFLINE, ONLINE, ONLINE_STATUS
+from monitor.tui.text import safe_text
 
 ACTIVE_CALL_STATES = ("Calling", "Ringing", "Answered")
 CALL_ENDED = "Ended"
@@ -26,12 +27,12 @@ DEFAULT_STATUS_ATTRIBUTE = "manual_status"
 
 
 def value_text(value: Any) -> str:
-    """How an attribute value reads on screen and in filters."""
+    """How an attribute value reads on screen and in filters (safe to draw)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return safe_text(value)
 
 
 def _seconds(timestamp: Any, fallback: float) -> float:

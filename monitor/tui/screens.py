@@ -18,6 +18,7 @@ from textual.widgets.option_list import Option
 
 from monitor.tui.cells import format_clock, row_cells
 from monitor.tui.model import AgentTable, Change, value_text
+from monitor.tui.text import safe_text
 
 MODAL_CSS = """
 {name} {{ align: center middle; }}
@@ -49,7 +50,8 @@ class StatusPicker(ModalScreen[str | None]):
         for i, status in enumerate(self.statuses, 1):
             mark = " (current)" if status == self.current else ""
             digit = str(i) if i <= 9 else " "
-            options.append(Option(Text(f"{digit}  {status}{mark}"), id=f"status-{i - 1}"))
+            options.append(Option(Text(f"{digit}  {safe_text(status)}{mark}"),
+                                  id=f"status-{i - 1}"))
         with Vertical():
             yield Static("Set my status", classes="title")
             yield OptionList(*options, markup=False)
@@ -74,20 +76,21 @@ class StatusPicker(ModalScreen[str | None]):
 
 
 def timeline_line(change: Change, tz: dt.tzinfo | None) -> Text:
-    """One timeline entry: when, what changed, and from where."""
+    """One timeline entry: when, what changed, and from where (wire text made safe)."""
     old = value_text(change.old) or "–"
     new = value_text(change.new) or "–"
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(format_clock(change.time, tz) + "  ")
-    text.append(f"{change.attribute}: ")
+    text.append(f"{safe_text(change.attribute)}: ")
     text.append(old if change.topic else "", Style(dim=True))
     text.append(" → " if change.topic else "", Style(dim=True))
     text.append(new, Style(bold=True))
-    if change.call is not None and (change.call.caller or change.call.callee):
-        text.append(f"  {change.call.caller or '?'} → {change.call.callee or '?'}")
-        if change.call.call_id:
-            text.append(f" [{change.call.call_id}]", Style(dim=True))
-    text.append(f"  ({change.topic or 'snapshot'})", Style(dim=True))
+    call = change.call
+    if call is not None and (call.caller or call.callee):
+        text.append(f"  {safe_text(call.caller or '?')} → {safe_text(call.callee or '?')}")
+        if call.call_id:
+            text.append(f" [{safe_text(call.call_id)}]", Style(dim=True))
+    text.append(f"  ({safe_text(change.topic or 'snapshot')})", Style(dim=True))
     return text
 
 
@@ -127,13 +130,13 @@ class AgentDetail(ModalScreen[None]):
             return
         now = self.clock()
         head = agent.name if agent.name == agent.user_id else f"{agent.name} ({agent.user_id})"
-        self.query_one("#detail-head", Static).update(Text(head))
+        self.query_one("#detail-head", Static).update(Text(safe_text(head)))
         cells = row_cells(self.model, agent, ["online", "status", "status_time", "call",
                                               "call_time"], now, self.tz)
-        self.query_one("#detail-now", Static).update(Text(
+        self.query_one("#detail-now", Static).update(Text(safe_text(
             f"{cells['online'][0]} │ {cells['status'][0]} for {cells['status_time'][0]}"
             f" │ {cells['call'][0]}"
-            + (f" for {cells['call_time'][0]}" if agent.on_call else "")))
+            + (f" for {cells['call_time'][0]}" if agent.on_call else ""))))
         if self._version != self.model.version:
             self._version = self.model.version
             entries = sorted(self.model.timeline(self.user_id), key=lambda c: c.time)

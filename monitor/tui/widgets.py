@@ -34,6 +34,7 @@ from monitor.tui.cells import (
     sparkline,
 )
 from monitor.tui.model import Agent, AgentTable, Change, Summary, value_text
+from monitor.tui.text import safe_text
 from monitor.tui.themes import STATES, rich_colour
 
 
@@ -46,10 +47,11 @@ def state_styles(colours: Mapping[str, str]) -> dict[str, Style]:
 
 
 def styled(parts: Sequence[tuple[str, str]], styles: Mapping[str, Style]) -> Text:
-    """One line of plain text pieces, each painted with its state's style."""
+    """One line of plain text pieces, each painted with its state's style. The pieces
+    are drawn as they read: controls shown escaped (:func:`safe_text`), no markup."""
     text = Text(no_wrap=True, overflow="ellipsis")
     for words, state in parts:
-        text.append(words, styles.get(state, Style()))
+        text.append(safe_text(words), styles.get(state, Style()))
     return text
 
 
@@ -127,7 +129,7 @@ class AgentGrid(DataTable):
 
     def _text(self, cell: Cell) -> Text:
         style = self.styles_by_state.get(cell[1], Style())
-        return Text(cell[0], style=style, no_wrap=True, overflow="ellipsis")
+        return Text(safe_text(cell[0]), style=style, no_wrap=True, overflow="ellipsis")
 
     def _relayout(self, columns: Sequence[Column]) -> None:
         self.rebuilds += 1
@@ -135,7 +137,7 @@ class AgentGrid(DataTable):
         self._cells.clear()
         self.shown_users = []
         for column in columns:
-            self.add_column(Text(column.label, no_wrap=True), width=column.width,
+            self.add_column(Text(safe_text(column.label), no_wrap=True), width=column.width,
                             key=column.key)
         self.shown_columns = [c.key for c in columns]
 

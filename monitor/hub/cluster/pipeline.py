@@ -81,21 +81,32 @@ class ClusterPipeline:
             self._release(batch, True)
 
     def _release(self, batch: list[Pending], durable: bool) -> None:
+        if not durable:
+            # Newest first across the whole batch: two changes of one value undo to the first.
+            for effects, _ in reversed(batch):
+                for undo in reversed(effects.undo):
+                    undo()
         for effects, future in batch:
             if durable:
                 for op in effects.ops:
                     if isinstance(op, Connect) and op.after is not None:
-                        self._emit(op.after())
-                self._emit(effects.sends)
+                        self._send(op.after)
+                self._send(effects.sends)
             else:
-                for undo in reversed(effects.undo):
-                    undo()
                 # Connections that left while Redis was away must leave there too.
                 self.node.retry_later([op for op in effects.ops
                                        if isinstance(op, Disconnect | Expire)])
-                self._emit(effects.failure_sends)
+                self._send(effects.failure_sends)
             if not future.done():
                 future.set_result(durable)
+
+    def _send(self, sends: list[Send] | Callable[[], list[Send]]) -> None:
+        """Emit ``sends`` (or what it returns: a Connect's answer); a failure is logged, so
+        one unsendable frame cannot strand the rest of the batch."""
+        try:
+            self._emit(sends() if callable(sends) else sends)
+        except Exception:
+            log.exception("event=emit_failed")
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is written and sent."""

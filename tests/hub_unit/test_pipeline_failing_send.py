@@ -1,0 +1,178 @@
+"""A send that cannot go out, in a batch of either commit pipeline (one node, or Redis).
+
+Whatever one change's send does, every change of its batch is resolved and the others'
+sends go out; when the batch cannot be stored, its undos run newest first across the
+whole batch, so two changes of one value undo to the first. The cluster pipeline runs
+here over a small stand-in for its node (no Redis): only the order is under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, cast
+
+import pytest
+
+from monitor.hub.cluster.ops import Connect, Disconnect, Expire
+from monitor.hub.cluster.pipeline import ClusterPipeline
+from monitor.hub.pipeline import CommitPipeline
+from monitor.hub.state import Effects, Send
+from tests.hub_unit.builders import PROJECT, T0
+from tests.hub_unit.test_pipeline import Disk, Wire, effects
+
+if TYPE_CHECKING:
+    from monitor.hub.cluster.node import ClusterNode
+
+Pipeline = CommitPipeline | ClusterPipeline
+
+
+class RefusingWire(Wire):
+    """The emit side, refusing (raising) any batch of sends with a text starting "bad"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = 0
+
+    def emit(self, sends: list[Send]) -> None:
+        if any(text.startswith("bad") for _, text in sends):
+            self.refused += 1
+            raise ValueError("a frame no socket can carry")
+        super().emit(sends)
+
+
+class FakeNode:
+    """What :class:`ClusterPipeline` uses of its node, over the ``Disk`` double."""
+
+    def __init__(self, disk: Disk) -> None:
+        self.disk = disk
+        self.store = self
+        self.reader = self
+        self.last_error = ""
+        self.retried: list[Any] = []
+
+    async def write(self, ops: list[Any], find_call: Callable[[int, str], Any]
+                    ) -> dict[int, str]:
+        self.disk.write(ops)
+        return {PROJECT: f"{len(self.disk.writes)}-0"}
+
+    def find_call(self, project_id: int, call_id: str) -> None:
+        return None
+
+    async def reached(self, targets: dict[int, str], timeout: float) -> bool:
+        return True
+
+    def write_failed(self, exc: BaseException) -> None:
+        self.last_error = str(exc)
+
+    def retry_later(self, ops: list[Any]) -> None:
+        self.retried += ops
+
+
+@pytest.fixture
+def disk() -> Disk:
+    return Disk()
+
+
+@pytest.fixture
+def wire() -> RefusingWire:
+    return RefusingWire()
+
+
+@pytest.fixture
+def node(disk: Disk) -> FakeNode:
+    return FakeNode(disk)
+
+
+@pytest.fixture(params=["threaded", "inline", "cluster"])
+async def pipeline(request: pytest.FixtureRequest, disk: Disk, wire: RefusingWire,
+                   node: FakeNode) -> AsyncIterator[Pipeline]:
+    """The single-node pipeline both ways of writing, and the cluster pipeline."""
+    pipe: Pipeline
+    if request.param == "cluster":
+        pipe = ClusterPipeline(cast("ClusterNode", node), wire.emit)
+    else:
+        pipe = CommitPipeline(disk.write, wire.emit, threaded=request.param == "threaded")
+    yield pipe
+    await asyncio.wait_for(pipe.drain(), 5)
+    pipe.close()
+
+
+async def resolved(futures: list[asyncio.Future[bool]]) -> list[bool]:
+    """The futures' results; fails (times out) if any of them is never resolved."""
+    return list(await asyncio.wait_for(asyncio.gather(*futures), 2))
+
+
+async def test_a_refused_send_leaves_the_rest_of_the_batch_sent_and_resolved(
+        pipeline: Pipeline, wire: RefusingWire, disk: Disk) -> None:
+    futures = [pipeline.submit(effects(tag)) for tag in ("A", "bad", "C", "D")]
+    assert await resolved(futures) == [True] * 4
+    assert wire.texts == ["A", "C", "D"] and wire.refused == 1
+    assert len(disk.writes) == 1
+    assert await resolved([pipeline.submit(effects("E"))]) == [True]
+    assert wire.texts[-1] == "E"
+
+
+async def test_a_refused_failure_send_leaves_the_rest_of_the_failed_batch_resolved(
+        pipeline: Pipeline, wire: RefusingWire, disk: Disk) -> None:
+    disk.failing = True
+    log: list[str] = []
+    futures = [pipeline.submit(effects(tag, log=log)) for tag in ("A", "bad", "C")]
+    assert await resolved(futures) == [False] * 3
+    assert wire.texts == ["A!", "C!"] and wire.refused == 1
+    assert log == ["undo C", "undo bad", "undo A"]
+    disk.failing = False
+    assert await resolved([pipeline.submit(effects("D"))]) == [True]
+    assert wire.texts[-1] == "D"
+
+
+async def test_undo_of_a_failed_batch_runs_newest_first_across_its_changes(
+        pipeline: Pipeline, wire: RefusingWire, disk: Disk) -> None:
+    disk.failing = True
+    log: list[str] = []
+    first, second = effects("first", log=log), effects("second", log=log)
+    first.undo.append(lambda: log.append("undo first, its second step"))
+    futures = [pipeline.submit(first), pipeline.submit(second)]
+    assert await resolved(futures) == [False, False]
+    assert log == ["undo second", "undo first, its second step", "undo first"]
+    assert wire.texts == ["first!", "second!"]
+
+
+# -- the cluster pipeline's own steps -------------------------------------------------------
+
+
+def connect(user_id: str, after: Callable[[], list[Send]]) -> Connect:
+    return Connect(PROJECT, user_id, f"conn-{user_id}", T0, after)
+
+
+async def test_a_failing_connect_answer_leaves_the_rest_of_the_batch_sent_and_resolved(
+        node: FakeNode, wire: RefusingWire) -> None:
+    def broken() -> list[Send]:
+        raise RuntimeError("the connection went away meanwhile")
+
+    pipe = ClusterPipeline(cast("ClusterNode", node), wire.emit)
+    batch = [Effects(ops=[connect("a", lambda: [(("a",), "AUTHEN a")])],
+                     sends=[(("x",), "a online")]),
+             Effects(ops=[connect("b", broken)], sends=[(("x",), "b online")]),
+             Effects(ops=[connect("c", lambda: [(("c",), "AUTHEN c")])],
+                     sends=[(("x",), "c online")])]
+    futures = [pipe.submit(one) for one in batch]
+    assert await resolved(futures) == [True] * 3
+    assert wire.texts == ["AUTHEN a", "a online", "b online", "AUTHEN c", "c online"]
+    await asyncio.wait_for(pipe.drain(), 5)
+    pipe.close()
+
+
+async def test_a_failed_batch_still_leaves_redis_later(node: FakeNode, disk: Disk,
+                                                      wire: RefusingWire) -> None:
+    disk.failing = True
+    gone = Disconnect(PROJECT, "a", "conn-a", T0, 0)
+    expired = Expire(PROJECT, "b", T0)
+    pipe = ClusterPipeline(cast("ClusterNode", node), wire.emit)
+    futures = [pipe.submit(Effects(ops=[gone], failure_sends=[(("a",), "bad")])),
+               pipe.submit(Effects(ops=[connect("c", list), expired]))]
+    assert await resolved(futures) == [False, False]
+    assert node.retried == [gone, expired]
+    assert node.last_error == "disk on fire" and pipe.failures == 1
+    await asyncio.wait_for(pipe.drain(), 5)
+    pipe.close()

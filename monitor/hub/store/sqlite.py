@@ -109,6 +109,7 @@ class SqliteStore:
     def __init__(self, path: Path, synchronous: str = "NORMAL",
                  background_checkpoints: bool = False) -> None:
         self.path = path
+        self._wal = str(path) + "-wal"
         self._lock = threading.Lock()
         self._checkpointer: threading.Thread | None = None
         self._stop = threading.Event()
@@ -200,12 +201,26 @@ class SqliteStore:
                     self._db.executemany(
                         "DELETE FROM calls WHERE project_id = ? AND call_id = ?", list(ended))
                 self._db.execute("COMMIT")
+                self._bound_wal()
             # Not only sqlite3.Error: a value SQLite cannot take (a lone surrogate, an int
             # over 64 bits) must not leave the transaction open for the next batch.
             except Exception as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise StoreError(f"{self.path}: {exc}") from exc
+
+    def _bound_wal(self) -> None:
+        """Past ``WAL_TRUNCATE_BYTES``, checkpoint and truncate the WAL now, as the
+        writer: under writes that never pause, the background checkpoint never finds a
+        moment when it has copied every frame, and the WAL would grow without end."""
+        try:
+            size = os.stat(self._wal).st_size
+        except OSError:
+            return
+        if size > WAL_TRUNCATE_BYTES:
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            log.info("event=wal_truncated path=%s bytes=%d done=%s", self.path, size,
+                     "no" if busy else "yes")
 
     def close(self) -> None:
         """Checkpoint the WAL into the database file and close."""

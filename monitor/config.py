@@ -308,8 +308,13 @@ api_port = 6900
 data_dir = ""
 # A user who reconnects within this many ms after the last connection drops stays online.
 offline_grace_ms = 3000
-# The hub pings every connection this often; silent for ping_after_ms + 15 s, it is closed.
+# The hub pings every connection this often; silent for ping_after_ms +
+# ping_timeout_extra_ms, it is closed.
 ping_after_ms = 15000
+ping_timeout_extra_ms = 15000
+# A connection must complete its WebSocket upgrade, then authenticate, within this many
+# ms (a REST connection must send its request header within it).
+auth_timeout_ms = 10000
 # Messages kept per topic so reconnecting clients can resume without a snapshot.
 history_size = 1000
 # A connection whose unsent bytes exceed this is dropped as a slow consumer.

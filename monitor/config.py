@@ -8,7 +8,9 @@ the user config dir.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -55,6 +57,14 @@ class HubSettings:
     sqlite_synchronous: str = "normal"
     auth_rate_per_ip: int = 200
     auth_burst_per_ip: int = 1000
+    # What one client can make the hub hold or do (SECURITY.md, docs/protocol.md).
+    max_attributes_per_user: int = 64
+    change_rate_per_connection: int = 2000
+    change_burst_per_connection: int = 2000
+    max_connections_per_user: int = 32
+    rest_change_rate_per_key: int = 5000
+    rest_change_burst_per_key: int = 5000
+    rest_body_timeout_ms: int = 10000
     log_level: str = "info"
     # Many nodes: Redis holds the state and carries topic messages (docs/scaling.md).
     redis_url: str = ""
@@ -67,7 +77,9 @@ class HubSettings:
 
 _POSITIVE = {"ws_port", "api_port", "ping_after_ms", "auth_timeout_ms", "history_size",
              "send_buffer_limit", "call_no_answer_ms", "auth_rate_per_ip", "auth_burst_per_ip",
-             "node_lease_ms"}
+             "node_lease_ms", "max_attributes_per_user", "change_rate_per_connection",
+             "change_burst_per_connection", "max_connections_per_user",
+             "rest_change_rate_per_key", "rest_change_burst_per_key", "rest_body_timeout_ms"}
 _PORTS = {"ws_port", "api_port"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_SETTING = 2**31 - 1
@@ -119,6 +131,16 @@ class Config:
 # -- parsing -----------------------------------------------------------------------
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key(key: object) -> str:
+    """A key as TOML would write it: bare when it can be, else quoted with escapes, so
+    that a key holding a newline or a quote keeps the message on one readable line."""
+    text = str(key)
+    return text if _BARE_KEY.fullmatch(text) else json.dumps(text)
+
+
 def _coerce(source: str, key: str, expected: type, value: Any) -> Any:
     """Convert ``value`` (from TOML, env or a flag) to the field's type or raise."""
     if expected is int:
@@ -157,7 +179,7 @@ def apply_overrides(settings: HubSettings, values: Mapping[str, Any], source: st
     changes: dict[str, Any] = {}
     for key, value in values.items():
         if key not in _FIELD_TYPES:
-            raise ConfigError(f"{source}: {key}: unknown setting "
+            raise ConfigError(f"{source}: {_key(key)}: unknown setting "
                               f"(known: {', '.join(sorted(_FIELD_TYPES))})")
         changes[key] = _coerce(source, key, _FIELD_TYPES[key], value)
     return dataclasses.replace(settings, **changes)
@@ -183,7 +205,7 @@ def _parse_projects(source: str, raw: object) -> tuple[Project, ...]:
             raise ConfigError(f"{where}: expected a table")
         extra = sorted(set(item) - {"id", "name", "keys"})
         if extra:
-            raise ConfigError(f"{where}.{extra[0]}: unknown key (known: id, keys, name)")
+            raise ConfigError(f"{where}.{_key(extra[0])}: unknown key (known: id, keys, name)")
         pid = item.get("id")
         if not isinstance(pid, int) or isinstance(pid, bool) or pid < 0:
             raise ConfigError(f"{where}.id: expected a non-negative integer, got {pid!r}")
@@ -203,7 +225,7 @@ def _parse_projects(source: str, raw: object) -> tuple[Project, ...]:
                 raise ConfigError(f"{kwhere}: expected a {{sid, secret}} table")
             extra = sorted(set(key) - {"sid", "secret"})
             if extra:
-                raise ConfigError(f"{kwhere}.{extra[0]}: unknown key (known: secret, sid)")
+                raise ConfigError(f"{kwhere}.{_key(extra[0])}: unknown key (known: secret, sid)")
             sid, secret = key.get("sid"), key.get("secret")
             if not isinstance(sid, str) or not sid:
                 raise ConfigError(f"{kwhere}.sid: expected a non-empty string")
@@ -221,7 +243,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
     """Build a :class:`Config` from a parsed TOML document."""
     unknown = set(data) - {"hub", "projects"}
     if unknown:
-        raise ConfigError(f"{source}: {sorted(unknown)[0]}: unknown table or key")
+        raise ConfigError(f"{source}: {_key(sorted(unknown)[0])}: unknown table or key")
     hub_raw = data.get("hub", {})
     if not isinstance(hub_raw, dict):
         raise ConfigError(f"{source}: hub: expected a [hub] table")
@@ -286,8 +308,13 @@ api_port = 6900
 data_dir = ""
 # A user who reconnects within this many ms after the last connection drops stays online.
 offline_grace_ms = 3000
-# The hub pings every connection this often; silent for ping_after_ms + 15 s, it is closed.
+# The hub pings every connection this often; silent for ping_after_ms +
+# ping_timeout_extra_ms, it is closed.
 ping_after_ms = 15000
+ping_timeout_extra_ms = 15000
+# A connection must complete its WebSocket upgrade, then authenticate, within this many
+# ms (a REST connection must send its request header within it).
+auth_timeout_ms = 10000
 # Messages kept per topic so reconnecting clients can resume without a snapshot.
 history_size = 1000
 # A connection whose unsent bytes exceed this is dropped as a slow consumer.
@@ -300,6 +327,20 @@ call_no_answer_ms = 30000
 # AUTHEN attempts allowed per client IP: a burst, then so many per second (r = 26 beyond).
 auth_rate_per_ip = 200
 auth_burst_per_ip = 1000
+# Custom attributes one user may hold (onlineStatus and call not counted; r = 23 beyond).
+max_attributes_per_user = 64
+# Requests one connection may make (attribute changes, call control, snapshots; PING
+# not counted): a burst, then so many per second. Beyond: r = 26 with retryAfterMs.
+change_rate_per_connection = 2000
+change_burst_per_connection = 2000
+# Connections one user may hold on this node; one more is refused (r = 26, close 4001).
+max_connections_per_user = 32
+# REST PUT /v1/users/{{id}}/attributes per API key: a burst, then so many per second
+# (HTTP 429, r = 26, with Retry-After beyond).
+rest_change_rate_per_key = 5000
+rest_change_burst_per_key = 5000
+# A REST request body must arrive within this many ms of its header (HTTP 408 beyond).
+rest_body_timeout_ms = 10000
 # debug, info, warning or error.
 log_level = "info"
 # Several nodes behind a load balancer share state through Redis (docs/scaling.md):

@@ -480,6 +480,22 @@ def test_write_initial_config_is_loadable(tmp_path: Path) -> None:
     assert len(key.secret) >= 16
 
 
+def test_write_initial_config_writes_every_setting_with_a_comment(tmp_path: Path) -> None:
+    """Operators and load tests find every [hub] setting, limits included, in the file
+    `monitor config init` writes, each under a comment that says what it does."""
+    path = tmp_path / "hub.toml"
+    write_initial_config(path)
+    lines = path.read_text().splitlines()
+    for setting in dataclasses.fields(HubSettings):
+        found = [i for i, line in enumerate(lines)
+                 if line.startswith((f"{setting.name} = ", f"# {setting.name} = "))]
+        assert len(found) == 1, setting.name
+        i = found[0] - 1
+        while " = " in lines[i] and not lines[i].startswith("# "):  # a group, one comment
+            i -= 1
+        assert lines[i].startswith("# "), setting.name
+
+
 def test_write_initial_config_default_name(tmp_path: Path) -> None:
     write_initial_config(tmp_path / "hub.toml")
     assert load_config(str(tmp_path / "hub.toml"),

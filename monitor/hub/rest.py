@@ -4,9 +4,12 @@ Every change goes through the same state and commit pipeline as the WebSocket's
 CHANGE_ATTRIBUTE, so REST changes publish exactly like client changes.
 """
 
+import asyncio
 import json
 import logging
+import math
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,6 +20,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from monitor import __version__
 from monitor.hub.calls import CallError
+from monitor.hub.limits import RateLimiter
 from monitor.hub.metrics import render
 from monitor.protocol import MESSAGES, Result
 from monitor.tokens import TokenError, verify_rest_token
@@ -35,9 +39,11 @@ MAX_BODY_BYTES = 256 * 1024
 class ApiError(Exception):
     """An error answered as ``{"r", "message"}`` with an HTTP status."""
 
-    def __init__(self, r: Result, message: str | None = None, status: int | None = None) -> None:
+    def __init__(self, r: Result, message: str | None = None, status: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.r = r
+        self.headers = headers
         self.message = message or MESSAGES[r]
         self.status = status or (401 if int(r) < 20 else STATUS_FOR.get(r, 400))
 
@@ -131,21 +137,54 @@ def http_protocol(hub: "Hub", header_timeout_s: float) -> type[H11Protocol]:
     return BoundedH11Protocol
 
 
-class BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes is refused with 413, before
-    it is read when its Content-Length says so, else as soon as it passes the limit (a
-    caller without a token must not make the hub hold a body of any size)."""
+def _token_of(scope: Any) -> str | None:
+    """The REST token of a request: the ``X-STRINGEE-AUTH`` header, else ``access_token``
+    in the query string (as :func:`build_app`'s ``project_of`` reads them)."""
+    for name, value in scope["headers"]:
+        if name == b"x-stringee-auth":
+            return value.decode("latin-1")
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    tokens = query.get("access_token")
+    return tokens[0] if tokens else None
 
-    def __init__(self, app: Any, limit: int, hub: "Hub") -> None:
+
+class RequestGate:
+    """ASGI middleware: what a request may cost the hub is settled before it costs it.
+
+    1. A ``/v1`` request's token is checked from its headers: without a valid REST token,
+       401 before a byte of its body is read.
+    2. A body over ``limit`` bytes is refused with 413, before it is read when its
+       Content-Length says so, else as soon as it passes the limit.
+    3. A body must arrive within ``body_timeout_s`` of the request's header: a client
+       trickling a byte at a time gets 408 and the connection is closed.
+    """
+
+    def __init__(self, app: Any, limit: int, hub: "Hub", body_timeout_s: float) -> None:
         self.app = app
         self.limit = limit
         self.hub = hub
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length", b"0")
+        headers = dict(scope["headers"])
+        has_body = b"content-length" in headers or b"transfer-encoding" in headers
+        if scope["path"].startswith("/v1/"):
+            try:
+                verify_rest_token(_token_of(scope), self.hub.secret_for)
+            except TokenError as exc:
+                metrics = self.hub.metrics
+                metrics.auth_failures[str(int(exc.code))] = \
+                    metrics.auth_failures.get(str(int(exc.code)), 0) + 1
+                # Close rather than read a body the caller had no right to send.
+                response = JSONResponse({"r": int(exc.code), "message": exc.message},
+                                        status_code=401,
+                                        headers={"Connection": "close"} if has_body else None)
+                await response(scope, receive, send)
+                return
+        length = headers.get(b"content-length", b"0")
         if not length.isdigit() or int(length) > self.limit:
             self.hub.metrics.refused("rest", Result.INVALID_REQUEST)
             response = JSONResponse({"r": int(Result.INVALID_REQUEST),
@@ -154,10 +193,20 @@ class BodyLimit:
             await response(scope, receive, send)
             return
         received = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout_s
 
         async def limited() -> Any:
             nonlocal received
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                log.info("event=rest_body_timeout path=%s received=%d", scope["path"],
+                         received)
+                raise StarletteHTTPException(
+                    408, f"request body not received within {self.body_timeout_s:g} s",
+                    headers={"Connection": "close"}) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:  # chunked, no Content-Length: FastAPI answers it
@@ -176,13 +225,18 @@ def build_app(hub: "Hub") -> FastAPI:
     """The ASGI application of ``hub``."""
     app = FastAPI(title="monitor hub REST API", version=__version__,
                   description="Read and change users' attributes; presence and calls.")
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES, hub=hub)
+    settings = hub.config.hub
+    app.add_middleware(RequestGate, limit=MAX_BODY_BYTES, hub=hub,
+                       body_timeout_s=settings.rest_body_timeout_ms / 1000)
+    change_limiter = RateLimiter(settings.rest_change_rate_per_key,
+                                 settings.rest_change_burst_per_key)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         if int(exc.r) >= Result.NOT_AUTHENTICATED:  # authentication is counted on its own
             hub.metrics.refused("rest", exc.r)
-        return JSONResponse({"r": int(exc.r), "message": exc.message}, status_code=exc.status)
+        return JSONResponse({"r": int(exc.r), "message": exc.message}, status_code=exc.status,
+                            headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -201,11 +255,13 @@ def build_app(hub: "Hub") -> FastAPI:
                             status_code=exc.status_code, headers=exc.headers)  # e.g. Allow
 
     async def project_of(
+        request: Request,
         x_stringee_auth: Annotated[str | None, Header(alias="X-STRINGEE-AUTH")] = None,
         access_token: Annotated[str | None, Query()] = None,
     ) -> int:
         """The project whose REST token authenticates this request (async: FastAPI runs
-        a plain def dependency on a worker thread, which costs more than the check)."""
+        a plain def dependency on a worker thread, which costs more than the check).
+        The request's ``state.key_sid`` names the API key, for limits per key."""
         token = x_stringee_auth or access_token
         try:
             claims = verify_rest_token(token, hub.secret_for)
@@ -215,6 +271,7 @@ def build_app(hub: "Hub") -> FastAPI:
             raise ApiError(exc.code, exc.message) from None
         found = hub.config.key(claims.key_sid)
         assert found is not None
+        request.state.key_sid = claims.key_sid
         return found[0].id
 
     Project = Annotated[int, Depends(project_of)]
@@ -234,9 +291,14 @@ def build_app(hub: "Hub") -> FastAPI:
     @app.put("/v1/users/{userId}/attributes", response_model=UserBody,
              response_model_exclude_unset=True, responses=ERRORS)
     async def change_attributes(userId: str, changes: list[AttributeChange],
-                                project_id: Project) -> dict[str, Any]:
+                                project_id: Project, request: Request) -> dict[str, Any]:
         """Change 1-50 attributes atomically; each change is published through the
-        user's grants exactly like CHANGE_ATTRIBUTE. Answers once durable."""
+        user's grants exactly like CHANGE_ATTRIBUTE. Answers once durable. Each API key
+        may make `rest_change_rate_per_key` such requests a second (429 beyond)."""
+        wait_s = change_limiter.wait(request.state.key_sid)
+        if wait_s:
+            raise ApiError(Result.RATE_LIMITED, "too many changes with this API key: slow down",
+                           headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
         user = known_user(project_id, userId)
         effects = hub.state.change_attributes(project_id, userId,
                                               [c.model_dump() for c in changes], hub.now_ms())

@@ -17,7 +17,7 @@ import uvicorn
 from monitor.config import Config
 from monitor.hub.calls import EndReason
 from monitor.hub.callservice import Calls
-from monitor.hub.limits import AuthRateLimiter
+from monitor.hub.limits import RateLimiter
 from monitor.hub.metrics import HubMetrics
 from monitor.hub.pipeline import CommitPipeline
 from monitor.hub.rest import build_app, http_protocol
@@ -63,8 +63,9 @@ class Hub:
         self.state = state_class([p.id for p in config.projects],
                               history_size=settings.history_size,
                               offline_grace_ms=settings.offline_grace_ms,
-                              ping_after_ms=settings.ping_after_ms)
-        self.auth_limiter = AuthRateLimiter(settings.auth_rate_per_ip,
+                              ping_after_ms=settings.ping_after_ms,
+                              max_attributes_per_user=settings.max_attributes_per_user)
+        self.auth_limiter = RateLimiter(settings.auth_rate_per_ip,
                                             settings.auth_burst_per_ip)
         self.kicked: set[Peer] = set()
         self.calls: Calls | None = None

@@ -37,6 +37,7 @@ Handle = Hashable
 Send = tuple[Sequence[Handle], str | Callable[[], str]]
 ENDED = "Ended"
 MAX_CHANGES_PER_REQUEST = 50
+DEFAULT_MAX_ATTRIBUTES_PER_USER = 64
 
 
 # -- what the store persists ----------------------------------------------------------
@@ -191,9 +192,12 @@ class HubState:
 
     def __init__(self, project_ids: Iterable[int], *, history_size: int = 1000,
                  offline_grace_ms: int = 3000, ping_after_ms: int = 15000,
+                 max_attributes_per_user: int = DEFAULT_MAX_ATTRIBUTES_PER_USER,
                  epoch: Callable[[], str] = new_epoch) -> None:
         self.project_ids = frozenset(project_ids)
         self.history_size = history_size
+        # Custom attributes one user may hold (onlineStatus and call not counted).
+        self.max_attributes_per_user = max_attributes_per_user
         self.offline_grace_ms = offline_grace_ms
         self.ping_after_ms = ping_after_ms
         self._epoch = epoch
@@ -273,8 +277,9 @@ class HubState:
 
     def _publish(self, user: User, name: str, old: Any, new: Any, now_ms: int,
                  extra: Mapping[str, Any] | None = None,
-                 published: list[tuple[Topic, int]] | None = None) -> list[Send]:
-        topics = list(user.grants.topics_for(name))
+                 published: list[tuple[Topic, int]] | None = None,
+                 grants: Grants | None = None) -> list[Send]:
+        topics = list((user.grants if grants is None else grants).topics_for(name))
         if name == CALL:
             topics.append(ALL_CALL_STATUS)
         if not topics:
@@ -303,9 +308,11 @@ class HubState:
         return sends
 
     def _set_value(self, user: User, name: str, new: Any, now_ms: int,
-                   extra: Mapping[str, Any] | None = None, always: bool = False) -> Effects:
+                   extra: Mapping[str, Any] | None = None, always: bool = False,
+                   grants: Grants | None = None) -> Effects:
         """Store and publish one value; publishes nothing when it is unchanged
-        (unless ``always``: a second call can repeat a status with another callId)."""
+        (unless ``always``: a second call can repeat a status with another callId).
+        ``grants`` names the topics (a connection's token); default: the user's latest."""
         effects = Effects()
         current = user.attributes.get(name)
         old = None if current is None else current.value
@@ -329,16 +336,18 @@ class HubState:
                     topic.history.popleft()
 
         effects.undo.append(undo)
-        effects.sends += self._publish(user, name, old, new, now_ms, extra, published)
+        effects.sends += self._publish(user, name, old, new, now_ms, extra, published, grants)
         return effects
 
     # -- attributes ---------------------------------------------------------------------
 
     def change_attributes(self, project_id: int, user_id: str, changes: object,
-                          now_ms: int) -> Effects:
+                          now_ms: int, grants: Grants | None = None) -> Effects:
         """Apply ``[{"attribute", "value"}, ...]`` atomically (all or none) for a user.
 
-        Used by CHANGE_ATTRIBUTE (one change) and the REST PUT (1-50).
+        Used by CHANGE_ATTRIBUTE (one change, published through the grants of the token
+        the connection logged in with) and the REST PUT (1-50, through the user's latest
+        grants: ``grants`` None). Everything is checked before anything changes.
         """
         user = self.users.get((project_id, user_id))
         if user is None:
@@ -365,11 +374,18 @@ class HubState:
                                message="value must be a string, number, boolean or null")
             if not is_valid_value(value):
                 return Effects(result=Result.INVALID_ATTRIBUTE,
-                               message="value too long (max 1024 bytes) or not finite")
+                               message="value over 1024 bytes, with control characters, "
+                                       "not finite or an integer beyond 64 bits")
             parsed.append((name, value))
+        new_names = {name for name, _ in parsed if name not in user.attributes}
+        held = len(user.attributes) - sum(1 for b in BUILTIN_ATTRIBUTES if b in user.attributes)
+        if held + len(new_names) > self.max_attributes_per_user:
+            return Effects(result=Result.INVALID_ATTRIBUTE,
+                           message=f"a user holds at most {self.max_attributes_per_user} "
+                                   "attributes")
         effects = Effects()
         for name, value in parsed:
-            effects.extend(self._set_value(user, name, value, now_ms))
+            effects.extend(self._set_value(user, name, value, now_ms, grants=grants))
         return effects
 
     def set_builtin(self, project_id: int, user_id: str, name: str, value: Any, now_ms: int,
@@ -385,14 +401,53 @@ class HubState:
     def authenticate(self, handle: Handle, project_id: int, claims: ClientClaims,
                      client: dict[str, Any], request_id: Any, now_ms: int,
                      resume: object = None) -> AuthOutcome:
-        """Register an authenticated connection; publish online if the user was offline."""
+        """Register an authenticated connection; publish online if the user was offline.
+
+        All or nothing: should anything fail once the state has started to change (a
+        reply that cannot be encoded, say), the connection is forgotten again and the
+        error raised, so memory never holds a session the store and the client never saw.
+        """
+        before = self.users.get((project_id, claims.user_id))
+        saved = None if before is None else (before.display_name, before.login_time,
+                                             before.grants, before.offline_due_ms)
+        effects = Effects()
+        try:
+            return self._authenticate(handle, project_id, claims, client, request_id,
+                                      now_ms, resume, effects)
+        except BaseException:
+            for undo in reversed(effects.undo):  # online again, the message unsent
+                undo()
+            self._forget_failed_login(handle, project_id, claims.user_id, saved)
+            raise
+
+    def _forget_failed_login(self, handle: Handle, project_id: int, user_id: str,
+                             saved: tuple[Any, ...] | None) -> None:
+        self.sessions.pop(handle, None)
+        for topic in self.topics.values():
+            topic.subscribers.discard(handle)
+        user = self.users.get((project_id, user_id))
+        if user is None:
+            return
+        user.sessions.pop(handle, None)
+        if saved is None:  # a user the hub had never seen: not seen still
+            if not user.sessions:
+                self._set_grants(user, Grants())
+                del self.users[(project_id, user_id)]
+            return
+        user.display_name, user.login_time, grants, user.offline_due_ms = saved
+        self._set_grants(user, grants)
+        if user.offline_due_ms is not None:
+            self._offline_due[(project_id, user_id)] = user
+
+    def _authenticate(self, handle: Handle, project_id: int, claims: ClientClaims,
+                      client: dict[str, Any], request_id: Any, now_ms: int,
+                      resume: object, effects: Effects) -> AuthOutcome:
         self._next_connection += 1
         user = self._user(project_id, claims.user_id)
         connection_id = f"{secrets.token_hex(4)}-{self._next_connection}"
         # Stringee's SDK knows itself by its deviceId: use it as the clientId when sent.
         session = Session(handle, connection_id, user, claims.grants,
                           {**client, "clientId": client.get("deviceId") or connection_id})
-        effects = Effects()
         user.login_time = now_ms
         if claims.display_name:
             user.display_name = claims.display_name

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Sequence
 from functools import partial
@@ -31,6 +32,9 @@ from monitor.protocol import (
     CLOSE_AUTH_TIMEOUT,
     CLOSE_PING_TIMEOUT,
     CLOSE_SLOW_CONSUMER,
+    INT64_MAX,
+    INT64_MIN,
+    MAX_CLIENT_FIELD_CHARS,
     MAX_FRAME_BYTES,
     MESSAGES,
     FrameError,
@@ -70,14 +74,35 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+CLIENT_FIELDS = ("deviceId", "browserId", "sessionId", "platform", "sdkVersion")
+
+
+def client_fields(body: dict[str, Any]) -> tuple[dict[str, Any], tuple[Result, str] | None]:
+    """The AUTHEN fields that describe the client (echoed in ``clients`` to each of the
+    user's devices), or the refusal of one that is too long: a string of at most 128
+    characters or an integer within 64 bits; other types are ignored, as before."""
+    client: dict[str, Any] = {}
+    for name in CLIENT_FIELDS:
+        value = body.get(name)
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            continue
+        if isinstance(value, str) and len(value) > MAX_CLIENT_FIELD_CHARS:
+            return client, (Result.INVALID_ATTRIBUTE,
+                            f"{name} longer than {MAX_CLIENT_FIELD_CHARS} characters")
+        if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            return client, (Result.INVALID_ATTRIBUTE, f"{name} is an integer beyond 64 bits")
+        client[name] = value
+    return client, None
+
+
 class Peer(asyncio.Protocol):
     """One client connection: its TCP transport, the WebSocket protocol state and the
     frames it is owed this turn."""
 
-    __slots__ = ("address", "auth_timer", "close_timer", "closing",
-                 "endpoint", "fragments", "inbox", "last_ping", "last_recv", "open_timer",
-                 "opened", "pending", "ping_outstanding", "protocol", "remote",
-                 "session", "transport")
+    __slots__ = ("address", "allowance", "allowance_at", "auth_timer", "close_timer",
+                 "closing", "endpoint", "fragments", "inbox", "last_ping", "last_recv",
+                 "limited", "open_timer", "opened", "pending", "ping_outstanding", "protocol",
+                 "remote", "session", "snapshot_bytes", "snapshots", "transport")
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -98,6 +123,31 @@ class Peer(asyncio.Protocol):
         self.open_timer: asyncio.TimerHandle | None = None
         self.auth_timer: asyncio.TimerHandle | None = None
         self.close_timer: asyncio.TimerHandle | None = None
+        # The request rate limit: a token bucket (tokens, when last filled); whether the
+        # refusals it has caused since the last request it let through were logged.
+        self.allowance = -1.0  # filled to the burst at authentication
+        self.allowance_at = 0.0
+        self.limited = False
+        # Topics whose snapshot is on its way to the client, and the bytes they hold.
+        self.snapshots: set[str] | None = None
+        self.snapshot_bytes = 0
+
+    def queued_bytes(self) -> int:
+        """What this connection is owed and has not read: the transport's buffer, this
+        turn's frames and the snapshots waiting for their commit."""
+        return (self.transport.get_write_buffer_size() + sum(map(len, self.pending))
+                + self.snapshot_bytes)
+
+    def take_allowance(self, rate: float, burst: float, now: float) -> float:
+        """Spend one request of the connection's token bucket: 0.0 when it may go
+        ahead, else the seconds until it could."""
+        tokens = min(burst, self.allowance + (now - self.allowance_at) * rate)
+        self.allowance_at = now
+        if tokens >= 1.0:
+            self.allowance = tokens - 1.0
+            return 0.0
+        self.allowance = tokens
+        return (1.0 - tokens) / rate
 
     def user_id(self) -> str:
         return self.session.user.user_id if self.session is not None else "-"
@@ -280,11 +330,14 @@ class Peers:
             except RuntimeError:
                 continue
             if transport.get_write_buffer_size() > limit:
-                self.hub.metrics.slow_consumers += 1
-                log.warning("event=slow_consumer_dropped remote=%s user=%s buffered=%d",
-                            peer.remote, peer.session.user.user_id if peer.session else "-",
-                            transport.get_write_buffer_size())
-                self.close(peer, CLOSE_SLOW_CONSUMER, "slow consumer: send buffer full")
+                self.slow_consumer(peer)
+
+    def slow_consumer(self, peer: Peer) -> None:
+        """Drop a connection that does not read what it is sent (4004)."""
+        self.hub.metrics.slow_consumers += 1
+        log.warning("event=slow_consumer_dropped remote=%s user=%s buffered=%d",
+                    peer.remote, peer.user_id(), peer.queued_bytes())
+        self.close(peer, CLOSE_SLOW_CONSUMER, "slow consumer: send buffer full")
 
     def close(self, peer: Peer, code: int, reason: str, wait_s: float | None = None) -> None:
         """Close a connection with a close frame, after what it is already owed; cut it
@@ -424,7 +477,7 @@ class Endpoint:
             self.peers.close(peer, CLOSE_INVALID_DATA, str(exc))
             return
         except RequestError as exc:
-            self._refuse(peer, 0, None, Result.INVALID_REQUEST, str(exc))
+            self._refuse(peer, exc.service, None, Result.INVALID_REQUEST, str(exc))
             return
         if peer.inbox is not None:  # its AUTHEN is being stored: answer in order once it is
             peer.inbox.append(request)
@@ -450,7 +503,8 @@ class Endpoint:
             self.peers.send_now(peer, encode(Service.PING, reply(
                 Service.PING, request_id, Result.SUCCESS)))
         elif service != Service.AUTHEN:
-            self._refuse(peer, service, request_id, Result.NOT_AUTHENTICATED)
+            if not self._rate_limited(peer, service, request_id):
+                self._refuse(peer, service, request_id, Result.NOT_AUTHENTICATED)
         else:
             self._authen(peer, body, request_id)
 
@@ -472,8 +526,24 @@ class Endpoint:
             return
         project = hub.config.key(claims.key_sid)
         assert project is not None  # the key verified, so it exists
-        client = {k: body[k] for k in ("deviceId", "browserId", "sessionId", "platform",
-                                       "sdkVersion") if isinstance(body.get(k), str | int)}
+        client, refusal = client_fields(body)
+        if refusal is None and len(hub.state.user_handles(
+                project[0].id, claims.user_id)) >= hub.config.hub.max_connections_per_user:
+            refusal = (Result.RATE_LIMITED, f"a user holds at most "
+                       f"{hub.config.hub.max_connections_per_user} connections")
+        if refusal is not None:
+            r, message = refusal
+            hub.metrics.auth_failures[str(int(r))] = \
+                hub.metrics.auth_failures.get(str(int(r)), 0) + 1
+            log.info("event=auth_failed remote=%s user=%s r=%d reason=%s", peer.remote,
+                     claims.user_id, int(r), message)
+            self.peers.send_now(peer, encode(Service.AUTHEN, reply(
+                Service.AUTHEN, request_id, r, message)))
+            self.peers.close(peer, CLOSE_AUTH_FAILED, f"authentication failed (r={int(r)})")
+            return
+        settings = hub.config.hub
+        peer.allowance = float(settings.change_burst_per_connection)
+        peer.allowance_at = time.monotonic()
         outcome = hub.state.authenticate(peer, project[0].id, claims, client, request_id,
                                          now_ms(), body.get("resume"))
         peer.session = outcome.session
@@ -514,6 +584,25 @@ class Endpoint:
                  peer.remote, peer.user_id(), service, int(r), message or MESSAGES[r])
         self.peers.send_now(peer, encode(service, reply(service, request_id, r, message)))
 
+    def _rate_limited(self, peer: Peer, service: int, request_id: Any) -> bool:
+        """Refuse the request (r = 26, with ``retryAfterMs``) when the connection is
+        over its rate; the first refusal of a run is logged, every one is counted."""
+        settings = self.hub.config.hub
+        wait_s = peer.take_allowance(settings.change_rate_per_connection,
+                                     settings.change_burst_per_connection, time.monotonic())
+        if not wait_s:
+            peer.limited = False
+            return False
+        self.hub.metrics.refused("ws", Result.RATE_LIMITED)
+        if not peer.limited:  # one line per run of refusals, not one per request
+            peer.limited = True
+            log.info("event=rate_limited remote=%s user=%s service=%d", peer.remote,
+                     peer.user_id(), service)
+        self.peers.send_now(peer, encode(service, reply(
+            service, request_id, Result.RATE_LIMITED, "too many requests: slow down",
+            retryAfterMs=max(1, math.ceil(wait_s * 1000)))))
+        return True
+
     def _dispatch(self, peer: Peer, service: int, body: dict[str, Any]) -> None:
         hub = self.hub
         request_id = body.get("requestId")
@@ -526,17 +615,12 @@ class Endpoint:
             else:
                 self.peers.send_now(peer, encode(Service.PING, reply(
                     Service.PING, request_id, Result.SUCCESS)))
+        elif self._rate_limited(peer, service, request_id):
+            return
         elif service == Service.CHANGE_ATTRIBUTE:
             self._change_attribute(peer, session, body, request_id)
         elif service == Service.TOPIC_SNAPSHOT:
-            topic = body.get("topic")
-            if not is_topic_name(topic) or not session.grants.may_receive(topic):
-                hub.metrics.refused("ws", Result.INVALID_REQUEST if not is_topic_name(topic)
-                                    else Result.TOPIC_NOT_GRANTED)
-                log.info("event=request_refused remote=%s user=%s service=%d topic=%r",
-                         peer.remote, session.user.user_id, service, str(topic)[:140])
-            hub.submit(Effects(sends=[((peer,), hub.state.snapshot(
-                session, topic, request_id))]))
+            self._snapshot(peer, session, body.get("topic"), request_id)
         elif hub.calls is not None and hub.calls.handles(service):
             hub.calls.request(peer, session, service, body, request_id)
         elif service == Service.AUTHEN:
@@ -546,6 +630,46 @@ class Endpoint:
             self._refuse(peer, service, request_id, Result.INVALID_REQUEST,
                          f"unknown service {service}")
 
+    def _snapshot(self, peer: Peer, session: Session, topic: object, request_id: Any) -> None:
+        """TOPIC_SNAPSHOT: one at a time per topic and connection, and only for a
+        connection that reads what it is sent: a snapshot can be large, and a client
+        asking for thousands without reading must not make the hub hold them."""
+        hub = self.hub
+        service = Service.TOPIC_SNAPSHOT
+        if not is_topic_name(topic) or not session.grants.may_receive(topic):
+            hub.metrics.refused("ws", Result.INVALID_REQUEST if not is_topic_name(topic)
+                                else Result.TOPIC_NOT_GRANTED)
+            log.info("event=request_refused remote=%s user=%s service=%d topic=%r",
+                     peer.remote, session.user.user_id, service, str(topic)[:140])
+            # The state's answer: r = 21 or 24, in order behind the commits in flight.
+            hub.submit(Effects(sends=[((peer,), hub.state.snapshot(
+                session, topic, request_id))]))
+            return
+        assert isinstance(topic, str)
+        in_flight = peer.snapshots if peer.snapshots is not None else set()
+        peer.snapshots = in_flight
+        if topic in in_flight:
+            self._refuse(peer, service, request_id, Result.RATE_LIMITED,
+                         f"a snapshot of {topic} is already on its way")
+            return
+        if peer.queued_bytes() > hub.config.hub.send_buffer_limit:
+            self.peers.slow_consumer(peer)
+            return
+        frame = hub.state.snapshot(session, topic, request_id)
+        size = len(frame)
+        in_flight.add(topic)
+        peer.snapshot_bytes += size
+
+        def sent(_: object) -> None:
+            in_flight.discard(topic)
+            peer.snapshot_bytes -= size
+
+        hub.submit(Effects(
+            sends=[((peer,), frame)],
+            failure_sends=[((peer,), partial(encode, service, reply(
+                service, request_id, Result.INTERNAL_ERROR, "snapshot could not be sent")))],
+        )).add_done_callback(sent)
+
     def _change_attribute(self, peer: Peer, session: Session, body: dict[str, Any],
                           request_id: Any) -> None:
         hub = self.hub
@@ -554,17 +678,25 @@ class Endpoint:
             change: object = None
         else:
             change = [{"attribute": body["attribute"], "value": body["value"]}]
+        # Published through this connection's grants, not those of the user's latest
+        # login elsewhere (which may grant other topics).
         effects = hub.state.change_attributes(session.user.project_id, session.user.user_id,
-                                              change, now_ms())
-        if change is None:
-            effects.result, effects.message = (Result.INVALID_REQUEST,
-                                               "CHANGE_ATTRIBUTE needs attribute and value")
-        answer = (success_frame(service, request_id) if effects.result == Result.SUCCESS
-                  else encode(service, reply(service, request_id, effects.result,
-                                             effects.message)))
-        effects.sends.append(((peer,), answer))
-        effects.failure_sends.append(((peer,), partial(encode, service, reply(
-            service, request_id, Result.INTERNAL_ERROR, "change could not be stored"))))
+                                              change, now_ms(), session.grants)
+        try:
+            if change is None:
+                effects.result, effects.message = (
+                    Result.INVALID_REQUEST, "CHANGE_ATTRIBUTE needs attribute and value")
+            answer = (success_frame(service, request_id) if effects.result == Result.SUCCESS
+                      else encode(service, reply(service, request_id, effects.result,
+                                                 effects.message)))
+            effects.sends.append(((peer,), answer))
+            effects.failure_sends.append(((peer,), partial(encode, service, reply(
+                service, request_id, Result.INTERNAL_ERROR, "change could not be stored"))))
+        except BaseException:
+            # Memory must not keep a change that is neither stored nor published.
+            for undo in reversed(effects.undo):
+                undo()
+            raise
         if effects.result != Result.SUCCESS:
             hub.metrics.refused("ws", effects.result)
             log.info("event=change_refused user=%s r=%d reason=%r", session.user.user_id,

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from monitor.protocol import is_valid_request_id
 from tests.hub.wire import hub_with, user_of
 from tests.hubproc import HubProcess
 
@@ -222,6 +223,12 @@ def _check_answers(service: int | None, body: dict[str, Any] | None,
     assert len(replies) == 1, answers
     reply = replies[0]
     assert reply["service"] == service, (service, reply)  # the request's, whatever it is
+    if not is_valid_request_id(body.get("requestId")):
+        # Refused before the request is looked at: nothing changed, nothing echoed.
+        event("requestId not echoable: r = 21")
+        assert reply["body"]["r"] == 21 and "requestId" not in reply["body"], reply
+        assert [f for f in answers if f is not reply] == [], answers
+        return
     event(f"service {service if service in ALLOWED_R else 'other'}: r = {reply['body']['r']}")
     assert reply["body"]["r"] in ALLOWED_R.get(service, {21}), (service, body, reply)
     assert isinstance(reply["body"].get("message"), str), reply
@@ -394,7 +401,9 @@ def test_fuzzed_requests_before_authen(fuzz_hub: HubProcess, tmp_path: Path) -> 
                     continue
                 frame = conn.recv()
                 assert frame["service"] == service, frame
-                if service == PING:
+                if not is_valid_request_id(body.get("requestId")):
+                    assert frame["body"]["r"] == 21, frame
+                elif service == PING:
                     assert frame["body"]["r"] == 0
                 elif service == AUTHEN:
                     assert frame["body"]["r"] in AUTHEN_R, frame

@@ -309,6 +309,10 @@ def _config_is_usable(config: Config) -> None:
 @example({"hub": {"history_size": 2**64}})
 @example({"hub": {"offline_grace_ms": 10**18}})
 @example({"hub": {"ws_port": 70000}})
+@example({"hub": {"a\nb": 1}})  # found on a fresh machine: a two-line message
+@example({"hub\r": {}})
+@example({"projects": [{"id": 1, "x\ny": 1}]})
+@example({"projects": [{"id": 1, "keys": [{"sid": "s", "secret": "x" * 16, "\n": 1}]}]})
 @example({"projects": [{"id": 1, "keys": [{"sid": "s", "secret": "x" * 16},
                                           {"sid": "s", "secret": "y" * 16}]}]})
 def test_any_config_document(data: dict[str, Any]) -> None:

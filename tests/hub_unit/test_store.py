@@ -382,3 +382,45 @@ def test_without_background_checkpoints_no_thread_is_started(path: Path) -> None
         assert not any(t.name == "store-checkpointer" for t in threading.enumerate())
     finally:
         store.close()
+
+
+# -- the WAL stays bounded -------------------------------------------------------------------------
+
+
+def test_the_wal_is_truncated_under_a_steady_stream_of_writes(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client writing 1 KiB values flat out grew the WAL without bound (890 MB): a
+    PASSIVE checkpoint never finished while writes kept coming, and nothing truncated it."""
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_EVERY_S", 0.05)
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_WAL_BYTES", 256 * 1024)
+    monkeypatch.setattr(sqlite_store, "WAL_TRUNCATE_BYTES", 2 * 1024 * 1024)
+    monkeypatch.setattr(sqlite_store, "JOURNAL_SIZE_LIMIT", 1024 * 1024)
+    store = SqliteStore(path, background_checkpoints=True)
+    wal = Path(str(path) + "-wal")
+    largest = 0
+    try:
+        deadline = time.monotonic() + 3.0
+        i = 0
+        while time.monotonic() < deadline:  # ~ 100 distinct 1 KiB values per batch
+            store.write([attr(f"u{i % 500}", f"a{j}", "x" * 1000, T0 + i) for j in range(100)])
+            i += 1
+            largest = max(largest, wal.stat().st_size)
+        time.sleep(0.3)
+        store.write([attr("u0", "a0", "last")])
+        assert i > 50  # the stream was long enough to need checkpoints
+        final = wal.stat().st_size
+    finally:
+        store.close()
+    assert largest < 32 * 1024 * 1024, largest
+    assert final <= 4 * 1024 * 1024, final
+
+
+def test_database_files_are_private(path: Path) -> None:
+    store = SqliteStore(path)
+    store.write([attr("u", "a", 1)])
+    try:
+        assert (path.parent.stat().st_mode & 0o777) == 0o700
+        for suffix in ("", "-wal", "-shm"):
+            assert (Path(str(path) + suffix).stat().st_mode & 0o777) == 0o600, suffix
+    finally:
+        store.close()

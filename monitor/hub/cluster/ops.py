@@ -16,7 +16,8 @@ from monitor.hub.state import Send
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """Set one attribute; Redis publishes it if it differs (or ``always``)."""
+    """Set one attribute; Redis publishes it if it differs (or ``always``), to
+    ``topics`` (a connection's grants) or, when None, to the user's latest grants."""
 
     project_id: int
     user_id: str
@@ -25,6 +26,7 @@ class Change:
     updated_ms: int
     extra: Mapping[str, Any] | None = None
     always: bool = False
+    topics: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

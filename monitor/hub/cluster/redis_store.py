@@ -111,7 +111,8 @@ class RedisStore:
             if isinstance(op, Change):
                 group = [op.name, dumps(op.value), op.updated_ms, int(op.always),
                          dumps(op.extra) if op.extra else "",
-                         ALL_CALL_STATUS if op.name == CALL else ""]
+                         ALL_CALL_STATUS if op.name == CALL else "",
+                         "" if op.topics is None else "=" + " ".join(op.topics)]
                 last = out[-1] if out else None
                 if last and last[0] == "CHANGE" and last[1] == op.project_id \
                         and last[2][0] == op.user_id:

@@ -46,7 +46,8 @@ local function next_seq(seqs, topic)
 end
 
 -- Store one value and log it; number a message for each topic it publishes to.
-local function publish(user, name, value, ts, always, extra, more)
+-- ``topics``: '=' then the topics a connection's grants name, or '' for the user's latest.
+local function publish(user, name, value, ts, always, extra, more, topics)
   local ukey = P .. 'u:' .. user
   local old = redis.call('HGET', ukey, 'a:' .. name)
   if old == value and always ~= '1' then return end
@@ -54,7 +55,12 @@ local function publish(user, name, value, ts, always, extra, more)
   redis.call('HSET', ukey, 'a:' .. name, value, 't:' .. name, ts)
   redis.call('SADD', P .. 'users', user)
   local seqs = {}
-  local granted = redis.call('HGET', ukey, 'p:' .. name)
+  local granted
+  if topics and string.sub(topics, 1, 1) == '=' then
+    granted = string.sub(topics, 2)
+  else
+    granted = redis.call('HGET', ukey, 'p:' .. name)
+  end
   if granted then
     for topic in string.gmatch(granted, '%S+') do next_seq(seqs, topic) end
   end
@@ -73,11 +79,13 @@ local function offline(user, ts)
 end
 """
 
-# ARGV[3] user, then per change: name, value JSON, ms, always, extra JSON, extra topic.
+# ARGV[3] user, then per change: name, value JSON, ms, always, extra JSON, extra topic,
+# topics ('=' and the connection's topics, or '' for the user's latest grants).
 CHANGE = PRELUDE + r"""
 local user = ARGV[3]
-for i = 4, #ARGV, 6 do
-  publish(user, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+for i = 4, #ARGV, 7 do
+  publish(user, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
+          ARGV[i + 6])
 end
 return last_id()
 """

@@ -45,12 +45,14 @@ class ClusterState(HubState):
     # -- proposals ----------------------------------------------------------------------
 
     def _set_value(self, user: User, name: str, new: Any, now_ms: int,
-                   extra: Mapping[str, Any] | None = None, always: bool = False) -> Effects:
+                   extra: Mapping[str, Any] | None = None, always: bool = False,
+                   grants: Grants | None = None) -> Effects:
         # Presence is proposed by connections coming and going (Connect, Disconnect...).
         if name == ONLINE_STATUS:
             return Effects()
         return Effects(ops=[Change(user.project_id, user.user_id, name, new, now_ms,
-                                   dict(extra) if extra else None, always)])
+                                   dict(extra) if extra else None, always,
+                                   None if grants is None else grants.topics_for(name))])
 
     def authenticate(self, handle: Handle, project_id: int, claims: ClientClaims,
                      client: dict[str, Any], request_id: Any, now_ms: int,

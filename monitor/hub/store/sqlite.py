@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -67,10 +68,38 @@ ON CONFLICT (project_id, call_id) DO UPDATE SET data = excluded.data
 
 CHECKPOINT_EVERY_S = 0.5
 CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
+# A WAL past this size is checkpointed with TRUNCATE (writers wait for it, briefly):
+# under a steady stream of writes a PASSIVE checkpoint may never catch up.
+WAL_TRUNCATE_BYTES = 64 * 1024 * 1024
+# What SQLite keeps of the WAL file after a checkpoint resets it.
+JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
+# The database holds every user's attributes and the hub.toml next to it the keys: the
+# data directory is the hub's alone, its files the hub user's alone.
+DATA_DIR_MODE = 0o700
+DATA_FILE_MODE = 0o600
 
 
 class StoreError(Exception):
     """The store could not make a batch durable (disk full, I/O error...)."""
+
+
+def _private_files(path: Path) -> None:
+    """Create the data directory 0700 and the database 0600 before SQLite opens it
+    (SQLite gives the -wal and -shm files the database file's mode); tighten the files
+    of an existing database too. An existing directory the operator chose is left as it
+    is, but for a warning when others may read it."""
+    directory = path.parent
+    if not directory.exists():
+        directory.mkdir(parents=True, mode=DATA_DIR_MODE)
+        directory.chmod(DATA_DIR_MODE)  # mkdir's mode is filtered by the umask
+    elif directory.stat().st_mode & 0o077:
+        log.warning("event=data_dir_not_private path=%s mode=%s", directory,
+                    oct(directory.stat().st_mode & 0o777))
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, DATA_FILE_MODE))
+    for suffix in ("", "-wal", "-shm"):
+        file = Path(str(path) + suffix)
+        if file.exists() and file.stat().st_mode & 0o077:
+            file.chmod(DATA_FILE_MODE)
 
 
 class SqliteStore:
@@ -80,15 +109,17 @@ class SqliteStore:
     def __init__(self, path: Path, synchronous: str = "NORMAL",
                  background_checkpoints: bool = False) -> None:
         self.path = path
+        self._wal = str(path) + "-wal"
         self._lock = threading.Lock()
         self._checkpointer: threading.Thread | None = None
         self._stop = threading.Event()
         db = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _private_files(path)
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={synchronous}")
+            db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             db.executescript(SCHEMA)
             if background_checkpoints:
                 db.execute("PRAGMA wal_autocheckpoint=0")
@@ -108,9 +139,13 @@ class SqliteStore:
         wal = Path(str(self.path) + "-wal")
         db = sqlite3.connect(self.path, isolation_level=None)
         try:
+            db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             while not self._stop.wait(CHECKPOINT_EVERY_S):
                 try:
-                    if wal.exists() and wal.stat().st_size > CHECKPOINT_WAL_BYTES:
+                    size = wal.stat().st_size if wal.exists() else 0
+                    if size > WAL_TRUNCATE_BYTES:
+                        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    elif size > CHECKPOINT_WAL_BYTES:
                         db.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except (OSError, sqlite3.Error) as exc:
                     log.warning("event=checkpoint_failed path=%s error=%r", self.path, str(exc))
@@ -166,12 +201,26 @@ class SqliteStore:
                     self._db.executemany(
                         "DELETE FROM calls WHERE project_id = ? AND call_id = ?", list(ended))
                 self._db.execute("COMMIT")
+                self._bound_wal()
             # Not only sqlite3.Error: a value SQLite cannot take (a lone surrogate, an int
             # over 64 bits) must not leave the transaction open for the next batch.
             except Exception as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise StoreError(f"{self.path}: {exc}") from exc
+
+    def _bound_wal(self) -> None:
+        """Past ``WAL_TRUNCATE_BYTES``, checkpoint and truncate the WAL now, as the
+        writer: under writes that never pause, the background checkpoint never finds a
+        moment when it has copied every frame, and the WAL would grow without end."""
+        try:
+            size = os.stat(self._wal).st_size
+        except OSError:
+            return
+        if size > WAL_TRUNCATE_BYTES:
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            log.info("event=wal_truncated path=%s bytes=%d done=%s", self.path, size,
+                     "no" if busy else "yes")
 
     def close(self) -> None:
         """Checkpoint the WAL into the database file and close."""

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from monitor.ssh.limits import LOGIN_FAILURE_WINDOW_S, MAX_AUTH_TRIES, MAX_LOGIN_FAILURES
+
 log = logging.getLogger("monitor.ssh")
 
 
@@ -21,16 +23,31 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _duration(text: str, flag: str) -> float:
     from monitor.config import ConfigError
     from monitor.tui.settings import parse_duration
 
-    if text.strip() in ("0", "0s", "never"):
-        return 0.0
     try:
-        return parse_duration(text, "--idle-timeout")
+        return parse_duration(text, flag)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    if text.strip() in ("0", "0s", "never"):
+        return 0.0
+    return _duration(text, "--idle-timeout")
+
+
+def _window(text: str) -> float:
+    return _duration(text, "--login-failure-window")
 
 
 def add_ssh_command(sub: Any) -> None:
@@ -64,6 +81,19 @@ def add_ssh_command(sub: Any) -> None:
     ssh.add_argument("--idle-timeout", type=_seconds, default=3600.0, metavar="DURATION",
                      help="close a session after this long without a keystroke, e.g. 30m "
                           "(default 1h; 0: never)")
+    ssh.add_argument("--max-auth-tries", type=_positive_int, default=MAX_AUTH_TRIES,
+                     metavar="N",
+                     help="failed attempts on one connection (keys refused, a change of "
+                          f"user name) before it is cut (default {MAX_AUTH_TRIES})")
+    ssh.add_argument("--max-login-failures", type=_count, default=MAX_LOGIN_FAILURES,
+                     metavar="N",
+                     help="failed logins from one address within --login-failure-window "
+                          "before it is refused until they age out "
+                          f"(default {MAX_LOGIN_FAILURES}; 0: no limit)")
+    ssh.add_argument("--login-failure-window", type=_window,
+                     default=LOGIN_FAILURE_WINDOW_S, metavar="DURATION",
+                     help="how long a failed login counts against its address "
+                          "(default 5m)")
     ssh.add_argument("--settings", metavar="FILE",
                      help="monitor.toml for every session (statuses, columns, theme); "
                           "default: built-in defaults")
@@ -98,7 +128,9 @@ def _door_options(args: argparse.Namespace) -> Any:
     from monitor.ssh.server import DoorOptions
 
     options = DoorOptions(host=args.host, port=args.port, max_sessions=args.max_sessions,
-                          idle_timeout=args.idle_timeout)
+                          idle_timeout=args.idle_timeout, max_auth_tries=args.max_auth_tries,
+                          max_login_failures=args.max_login_failures,
+                          login_failure_window=args.login_failure_window)
     if args.host_key:
         options.host_key = Path(args.host_key).expanduser()
     return options

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -21,6 +22,12 @@ import asyncssh
 
 from monitor.config import ConfigError, user_data_dir
 from monitor.ssh.keys import HOST_KEY_NAME, AuthorizedKeys, load_or_create_host_key
+from monitor.ssh.limits import (
+    LOGIN_FAILURE_WINDOW_S,
+    MAX_AUTH_TRIES,
+    MAX_LOGIN_FAILURES,
+    LoginThrottle,
+)
 from monitor.ssh.roles import Access, Roles, load_roles
 from monitor.ssh.session import MonitorSession
 from monitor.tokens import mint_client_token
@@ -191,6 +198,13 @@ class DoorOptions:
     max_sessions: int = 20
     idle_timeout: float = 3600.0  # seconds without a keystroke; 0: never
     login_timeout: float = 30.0
+    max_auth_tries: int = MAX_AUTH_TRIES
+    """Failed attempts on one connection (a key refused, a change of user name) before
+    it is cut."""
+    max_login_failures: int = MAX_LOGIN_FAILURES
+    """Failed logins from one address within ``login_failure_window`` seconds before
+    its next connections are refused; 0: no limit."""
+    login_failure_window: float = LOGIN_FAILURE_WINDOW_S
 
 
 class Door:
@@ -211,6 +225,8 @@ class Door:
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self.host_key: asyncssh.SSHKey | None = None
         self.files: SessionFiles
+        self.throttle = LoginThrottle(options.max_login_failures,
+                                      options.login_failure_window)
 
     @property
     def max_sessions(self) -> int:
@@ -240,9 +256,11 @@ class Door:
         except BaseException:
             self.files.close()
             raise
-        log.info("event=ssh_listening host=%s port=%d fingerprint=%s hub=%s max_sessions=%d",
+        log.info("event=ssh_listening host=%s port=%d fingerprint=%s hub=%s max_sessions=%d "
+                 "max_auth_tries=%d max_login_failures=%d login_failure_window=%g",
                  self.options.host, self.port, self.host_key.get_fingerprint(), self.hub_url,
-                 self.max_sessions)
+                 self.max_sessions, self.options.max_auth_tries,
+                 self.options.max_login_failures, self.options.login_failure_window)
         return self
 
     def track(self, session: MonitorSession) -> None:
@@ -290,40 +308,92 @@ class Door:
 
 
 class DoorConnection(asyncssh.SSHServer):
-    """One SSH connection: authentication, then its sessions; a refusal is logged once."""
+    """One SSH connection: authentication, then its sessions; a refusal is logged once.
+
+    Everything the client says before it is in (its user name, its keys) is logged as
+    arguments of the log call, never inside the message, so the log's formatter quotes it.
+    """
 
     def __init__(self, door: Door) -> None:
         self.door = door
         self.conn: asyncssh.SSHServerConnection | None = None
         self.peer = "?"
+        self.host = "?"
         self.login: str | None = None
         self.access: Access | None = None
         self.refusal: str | None = None
         self.keys_tried: list[str] = []
+        self.failures = 0
         self.authenticated = False
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         self.door.connections.add(self)
         peer = conn.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if peer:
+            self.host = str(peer[0])
+            self.peer = f"{peer[0]}:{peer[1]}"
+        # Refused before the key exchange: a flood from a blocked address costs a banner
+        # and a packet per connection.
+        self._refuse_if_blocked()
+
+    def _refuse_if_blocked(self) -> bool:
+        """Cut the connection if its address is blocked; True if so. One line per blocked
+        address was logged when the block began: refusals are not logged one by one."""
+        wait = self.door.throttle.blocked_for(self.host)
+        if wait <= 0 or self.conn is None:
+            return False
+        if self.refusal != "blocked":
+            self.refusal = "blocked"
+            log.debug("event=connection_refused peer=%s reason=blocked seconds=%d",
+                      self.peer, math.ceil(wait))
+            asyncio.get_running_loop().call_soon(
+                self.conn.disconnect, asyncssh.DISC_HOST_NOT_ALLOWED_TO_CONNECT,
+                f"too many failed logins from {self.host}; try again in "
+                f"{math.ceil(wait)} s")
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.door.connections.discard(self)
-        if self.authenticated or self.login is None:
+        if self.authenticated or self.refusal == "blocked":
             return
+        if self.login is None and not self.failures:
+            return  # never tried to log in (a port scan, ssh-keyscan)
         reason = self.refusal or ("key_not_authorized" if self.keys_tried
                                   else "no_key_offered")
         if exc is not None and "timeout" in str(exc).lower() and not self.keys_tried:
             reason = self.refusal or "login_timeout"
         log.warning("event=login_refused user=%s peer=%s reason=%s keys_tried=%s",
                     self.login, self.peer, reason, ",".join(self.keys_tried) or "none")
+        throttle = self.door.throttle
+        if throttle.failed(self.host):
+            log.warning("event=login_blocked address=%s failures=%d window=%g seconds=%d",
+                        throttle.key(self.host), throttle.max_failures, throttle.window,
+                        math.ceil(throttle.blocked_for(self.host)))
+
+    def _failed_attempt(self) -> None:
+        """One more failed attempt on this connection: past the limit, cut it."""
+        self.failures += 1
+        if self.failures >= self.door.options.max_auth_tries and self.conn is not None \
+                and self.refusal != "too_many_auth_failures":
+            self.refusal = "too_many_auth_failures"
+            # after the current request is answered, not from inside asyncssh's handler
+            asyncio.get_running_loop().call_soon(
+                self.conn.disconnect, asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
+                "too many authentication failures")
 
     def begin_auth(self, username: str) -> bool:
+        if self.login is not None:
+            self._failed_attempt()  # a new user name on the same connection: a guess
         self.login = username
         self.access = self.door.policy.access(username)
         if self.door.authorized_keys is None:
             return False  # the demo: anyone, no key needed
+        if self.refusal == "too_many_auth_failures" or self._refuse_if_blocked():
+            # being cut (too many tries here, or the address got blocked while this
+            # connection was in its key exchange): no key of anyone's will do
+            return True
+        self.refusal = None
         if self.access is None:
             self.refusal = "unknown_user"
         else:
@@ -343,10 +413,12 @@ class DoorConnection(asyncssh.SSHServer):
         return True
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        # Only called for keys the authorized keys did not accept: note it for the log.
+        # Only called for keys the authorized keys did not accept: note it for the log,
+        # and count it against the connection's tries.
         fingerprint = key.get_fingerprint()
         if fingerprint not in self.keys_tried:
             self.keys_tried.append(fingerprint)
+        self._failed_attempt()
         return False
 
     def password_auth_supported(self) -> bool:

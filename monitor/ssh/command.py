@@ -139,9 +139,10 @@ def _door_options(args: argparse.Namespace) -> Any:
 def _roles_door(args: argparse.Namespace) -> Any:
     """The door of a roles file, authorized keys and the config's API key."""
     from monitor.cli import UsageError, config_from_args
+    from monitor.ssh.access import RolesPolicy, hub_url_from_config
     from monitor.ssh.keys import AuthorizedKeys
     from monitor.ssh.roles import load_roles
-    from monitor.ssh.server import Door, RolesPolicy, hub_url_from_config
+    from monitor.ssh.server import Door
 
     if not args.roles or not args.authorized_keys:
         raise UsageError("ssh-serve needs --roles FILE and --authorized-keys DIR|FILE "
@@ -195,7 +196,8 @@ async def _serve(args: argparse.Namespace, door: Any) -> int:
         return 0
 
     from monitor.demo.run import Demo, DemoOptions
-    from monitor.ssh.server import DemoPolicy, Door
+    from monitor.ssh.access import DemoPolicy
+    from monitor.ssh.server import Door
 
     demo = Demo(DemoOptions(agents=args.demo_agents, headless=True))
     await demo.start()

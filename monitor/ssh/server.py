@@ -188,31 +188,12 @@ class DoorConnection(asyncssh.SSHServer):
         if peer:
             self.host = str(peer[0])
             self.peer = f"{peer[0]}:{peer[1]}"
-        # Refused before the key exchange: a flood from a blocked address costs a banner
-        # and a packet per connection.
-        self._refuse_if_blocked()
-
-    def _refuse_if_blocked(self) -> bool:
-        """Cut the connection if its address is blocked; True if so. One line per blocked
-        address was logged when the block began: refusals are not logged one by one."""
-        wait = self.door.throttle.blocked_for(self.host)
-        if wait <= 0 or self.conn is None:
-            return False
-        if self.refusal != "blocked":
-            self.refusal = "blocked"
-            log.debug("event=connection_refused peer=%s reason=blocked seconds=%d",
-                      self.peer, math.ceil(wait))
-            asyncio.get_running_loop().call_soon(
-                self.conn.disconnect, asyncssh.DISC_HOST_NOT_ALLOWED_TO_CONNECT,
-                f"too many failed logins from {self.host}; try again in "
-                f"{math.ceil(wait)} s")
-        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.door.connections.discard(self)
         if self.authenticated or self.refusal == "blocked":
             return
-        if self.login is None and not self.failures:
+        if self.login is None:
             return  # never tried to log in (a port scan, ssh-keyscan)
         reason = self.refusal or ("key_not_authorized" if self.keys_tried
                                   else "no_key_offered")
@@ -227,27 +208,32 @@ class DoorConnection(asyncssh.SSHServer):
                         math.ceil(throttle.blocked_for(self.host)))
 
     def _failed_attempt(self) -> None:
-        """One more failed attempt on this connection: past the limit, cut it."""
+        """One more failed attempt on this connection: at the limit, it is cut."""
         self.failures += 1
-        if self.failures >= self.door.options.max_auth_tries and self.conn is not None \
-                and self.refusal != "too_many_auth_failures":
+        if self.failures >= self.door.options.max_auth_tries:
             self.refusal = "too_many_auth_failures"
-            # after the current request is answered, not from inside asyncssh's handler
-            asyncio.get_running_loop().call_soon(
-                self.conn.disconnect, asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
-                "too many authentication failures")
+            # asyncssh answers an exception from its callbacks with this disconnect,
+            # instead of answering the request
+            raise asyncssh.PermissionDenied("too many authentication failures")
 
     def begin_auth(self, username: str) -> bool:
-        if self.login is not None:
-            self._failed_attempt()  # a new user name on the same connection: a guess
+        first = self.login is None
         self.login = username
         self.access = self.door.policy.access(username)
         if self.door.authorized_keys is None:
             return False  # the demo: anyone, no key needed
-        if self.refusal == "too_many_auth_failures" or self._refuse_if_blocked():
-            # being cut (too many tries here, or the address got blocked while this
-            # connection was in its key exchange): no key of anyone's will do
-            return True
+        wait = self.door.throttle.blocked_for(self.host)
+        if wait > 0:
+            # Refused at its first request, before any key is looked at. Not logged one
+            # by one: the block was, once, when it began.
+            self.refusal = "blocked"
+            log.debug("event=connection_refused peer=%s reason=blocked seconds=%d",
+                      self.peer, math.ceil(wait))
+            raise asyncssh.DisconnectError(
+                asyncssh.DISC_HOST_NOT_ALLOWED_TO_CONNECT,
+                f"too many failed logins from {self.host}; try again in {math.ceil(wait)} s")
+        if not first:
+            self._failed_attempt()  # a new user name on the same connection: a guess
         self.refusal = None
         if self.access is None:
             self.refusal = "unknown_user"

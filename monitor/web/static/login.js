@@ -1,0 +1,41 @@
+// Opening an invitation link (https://host/#invite=...) logs this browser in. The secret
+// is in the fragment, which the browser never sends to any server (nor to a proxy's log);
+// it is taken out of the address bar first, then posted to /login, whose answer sets the
+// session cookie (HttpOnly: no script ever sees it).
+(() => {
+  "use strict";
+  const match = /^#invite=([A-Za-z0-9_.-]+)$/.exec(window.location.hash);
+  if (!match) {
+    return;
+  }
+  window.monitorLoggingIn = true;
+  history.replaceState(null, "", window.location.pathname);
+  const say = (text) => {
+    const status = document.getElementById("status");
+    if (status) {
+      status.textContent = text;
+      status.className = "error";
+    } else {
+      window.alert(text);
+    }
+  };
+  fetch("/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ invite: match[1] }),
+    credentials: "same-origin",
+    cache: "no-store",
+  }).then(async (response) => {
+    if (response.ok) {
+      window.location.replace("/");
+      return;
+    }
+    let text = "This invitation does not let you in.";
+    try {
+      text = (await response.json()).error || text;
+    } catch (error) {
+      // not JSON: keep the general message
+    }
+    say(text);
+  }).catch(() => say("The server cannot be reached; try the link again later."));
+})();

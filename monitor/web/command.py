@@ -154,7 +154,7 @@ def cmd_web_invite(args: argparse.Namespace) -> int:
     if user is None:
         raise UsageError(f"{roles.source}: no user {args.user!r}")
     if args.role and user.role != args.role:
-        raise UsageError(f"{roles.source}: {args.user} is a {user.role}, not a {args.role}")
+        raise UsageError(f"{roles.source}: {args.user}'s role is {user.role}, not {args.role}")
     expires = int(time.time() + args.ttl)
     token = state.signer().sign(INVITE, user.name, user.role, expires)
     if not url.endswith("/"):

@@ -324,6 +324,18 @@ def test_a_lost_connection_offers_to_reconnect(module_hub: HubProcess, roles_fil
                          "the idle notice", 20, door.log)
         door.wait_for_event("session_end", reason="idle")
         browser.screenshot(SHOTS / "09-idle.png")
+
+        # A wallboard's page (?reconnect=auto) comes back by itself after a restart.
+        browser.get(door.url + "?reconnect=auto&fontsize=20")
+        door.wait_for_event("session_start", count=3, user="alice")
+        assert door.stop() == 0
+        browser.wait_for(lambda: "The server is shutting down." in browser.notice(),
+                         "the shutdown notice", 15, door.log)
+        assert browser.closes()[-1]["code"] == 1001
+        door.wait_for_event("session_end", reason="shutdown")
+        door.start()
+        door.wait_for_event("session_start", count=4, user="alice", timeout=30)
+        browser.wait_for(lambda: browser.notice() == "", "the notice to go", 10)
     finally:
         door.stop()
 

@@ -4,7 +4,8 @@
 //  - waits for the locally served font before the terminal measures its cells;
 //  - says why the session is over (the server's close code and reason): the monitor was
 //    quit, the session idled out, expired or was revoked, the door is full or shutting
-//    down, or the connection was lost, with a button to start again or reconnect.
+//    down, or the connection was lost, with a button to start again or reconnect (by
+//    itself too, with ?reconnect=auto).
 (() => {
   "use strict";
   const ENDED = 4000;
@@ -56,6 +57,15 @@
     noticeText.textContent = "Connection lost. The server cannot be reached yet.";
   };
 
+  // ?reconnect=auto (a wallboard nobody clicks): after a lost connection, try again
+  // every few seconds by itself
+  const automatic = new URLSearchParams(window.location.search).get("reconnect") === "auto";
+  const reconnectLater = () => {
+    if (automatic) {
+      setInterval(() => { if (!noticeButton.disabled) { reconnect(); } }, 5000);
+    }
+  };
+
   const closed = (event) => {
     const reason = event.reason;
     switch (event.code) {
@@ -76,9 +86,11 @@
         break;
       case GOING_AWAY:
         show(reason || "The server is shutting down.", "Reconnect", reconnect);
+        reconnectLater();
         break;
       default:
         show("Connection lost.", "Reconnect", reconnect);
+        reconnectLater();
     }
   };
 

@@ -20,11 +20,13 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.css.query import NoMatches
+from textual.driver import Driver
 from textual.markup import escape as escape_markup
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Footer, Input, Static
 
+from monitor.tui.alerts import AlertBook, notification, pick_notifier
 from monitor.tui.cells import (
     AVAILABLE_SYMBOL,
     AWAY_SYMBOL,
@@ -35,6 +37,7 @@ from monitor.tui.cells import (
     format_age,
     format_clock,
     format_duration,
+    group_name,
 )
 from monitor.tui.feed import (
     CONNECTED,
@@ -51,18 +54,21 @@ from monitor.tui.feed import (
     TopicMessage,
     safe_event,
 )
-from monitor.tui.model import Agent, AgentTable, Applied, Filter, Sort, Summary
+from monitor.tui.model import OTHERS, Agent, AgentTable, Applied, Filter, Row, Sort, Summary
 from monitor.tui.screens import AgentDetail, HelpScreen, StatusPicker
 from monitor.tui.settings import Settings
 from monitor.tui.text import safe_text
 from monitor.tui.themes import LoadedThemes, load_themes, state_colours
+from monitor.tui.wallboard import Wallboard
 from monitor.tui.widgets import (
     AgentGrid,
+    AlertList,
     ConnectionLine,
     EventLog,
     OwnStatusBar,
     SummaryBar,
     ViewLine,
+    alert_line,
     event_line,
     state_styles,
     styled,
@@ -72,6 +78,14 @@ from monitor.tui.widgets import (
 FALLBACK_THEME = "textual-dark"
 FREEZE_AGENTS = 1000
 """From this many agents on, a snapshot's objects are frozen out of the cycle collector."""
+GRID_ACTIONS = frozenset({
+    "filter", "clear_filter", "sort_next", "sort_reverse", "toggle_online",
+    "toggle_on_call", "cycle_status_filter", "cycle_group_filter", "clear_filters",
+    "toggle_log", "toggle_groups", "fold_all", "wallboard", "toggle_alerts",
+    "toggle_user_column", "detail"})
+"""What only the grid screen offers (an agent's own screen has no grid)."""
+TEXTUAL_KEYS = frozenset({"focus_next", "focus_previous", "copy_text", "command_palette"})
+"""Textual's own keys, left out of the help (the palette gets a line of its own)."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +115,8 @@ class MonitorApp(App[None]):
     #filter { height: 1; border: none; padding: 0 1; display: none; }
     #filter.-shown { display: block; }
     Screen.-compact SummaryBar, Screen.-compact ViewLine, Screen.-compact AgentGrid,
-    Screen.-compact #filter, Screen.-compact EventLog { display: none; }
+    Screen.-compact #filter, Screen.-compact EventLog,
+    Screen.-compact AlertList { display: none; }
     Screen.-compact OwnStatusPanel { display: block; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -117,7 +132,13 @@ class MonitorApp(App[None]):
         Binding("n", "toggle_online", "Online only", show=False),
         Binding("c", "toggle_on_call", "On a call only", show=False),
         Binding("b", "cycle_status_filter", "Filter by status", show=False),
+        Binding("t", "cycle_group_filter", "Filter by team", show=False),
         Binding("x", "clear_filters", "Clear all filters", show=False),
+        Binding("g", "toggle_groups", "Group by team", show=False),
+        Binding("z", "fold_all", "Fold or open every group", show=False),
+        Binding("u", "toggle_user_column", "User id column", show=False),
+        Binding("w", "wallboard", "Wallboard"),
+        Binding("a", "toggle_alerts", "Alerts"),
         Binding("l", "toggle_log", "Log"),
     ]
 
@@ -136,6 +157,10 @@ class MonitorApp(App[None]):
         self.model = AgentTable(
             status_attribute=self.settings.status_attribute,
             available_status=self.settings.available_status,
+            after_call_status=self.settings.after_call_status,
+            group_attribute=self.settings.group_attribute,
+            not_agents=self.settings.not_agents,
+            status_labels=self.settings.status_labels,
             thresholds=self.settings.thresholds,
             event_log_size=self.settings.event_log_size,
             history_seconds=self.settings.history_minutes * 60.0,
@@ -154,6 +179,17 @@ class MonitorApp(App[None]):
         self._shown: dict[str | None, Text] = {}
         self._summary: tuple[tuple[int, int], Summary] | None = None
         self._prepared = 0
+        self._shown_agents = 0
+        self.group_by = self.settings.group_by
+        self.collapsed: set[str] = set()
+        """Groups folded to their header line."""
+        self.user_column = "user" in self.settings.columns
+        self.alerts = AlertBook()
+        self.started_at = clock()
+        self._alerts_version = -1
+        self.notifier = pick_notifier(self.settings.desktop_notifications)
+        self.terminal_driver: Driver | None = None
+        """The driver writing to the terminal (for desktop notifications)."""
 
     # -- layout --------------------------------------------------------------------------
 
@@ -166,8 +202,9 @@ class MonitorApp(App[None]):
             yield Input(placeholder="filter: name or any state (Esc clears)", id="filter")
             yield AgentGrid(id="grid")
             yield OwnStatusPanel(id="own-panel")
+            yield AlertList(id="alerts")
             yield EventLog(id="log")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         for theme in self.loaded_themes.themes.values():
@@ -245,7 +282,9 @@ class MonitorApp(App[None]):
                 gc.freeze()
         elif isinstance(event, Session):
             self.session = event
+            self.model.set_operator(event.user_id, event.role)
             self.screen.set_class(not event.subscribe, "-compact")
+            self.refresh_bindings()
         elif isinstance(event, Link):
             self.link = event
             stale = event.state != CONNECTED and bool(self.model.agents)
@@ -258,13 +297,25 @@ class MonitorApp(App[None]):
     # -- reconcile -----------------------------------------------------------------------
 
     def columns(self) -> list[Column]:
-        """Every column the grid would show given room: configured, then custom ones."""
+        """Every column the grid would show given room: configured (the user id's when
+        switched on), then custom ones."""
         hidden = set(self.settings.hidden_attributes)
-        return [BUILTIN[c] for c in self.settings.columns] + [
+        builtin = [c for c in self.settings.columns if c != "user"]
+        if self.user_column:
+            builtin.insert(1, "user")
+        return [BUILTIN[c] for c in builtin] + [
             custom_column(a) for a in self.model.custom_attributes if a not in hidden]
 
     def visible_rows(self, now: float) -> list[Agent]:
         return self.model.rows(now, self.sort, self.filter)
+
+    def grid_rows(self, now: float) -> list[Row]:
+        """The rows the grid shows: the agents, under their groups' headers when grouped."""
+        rows = self.visible_rows(now)
+        self._shown_agents = len(rows)
+        if not self.group_by:
+            return list(rows)
+        return self.model.grouped(rows, self.collapsed, hide_empty=self.filter.active)
 
     def tick(self) -> None:
         """A few times a second: reconcile, then bring one other column's sort order up
@@ -283,12 +334,15 @@ class MonitorApp(App[None]):
             return
 
     def _reconcile(self) -> None:
-        try:
-            grid = self.query_one(AgentGrid)
-        except NoMatches:  # not composed yet, or already torn down
-            return
         now = self.clock()
         self.model.sample(now)
+        self.check_alerts(now)  # whatever screen is up: the wallboard runs all day
+        if isinstance(self.screen, Wallboard):
+            self.screen.refresh_board()
+        try:
+            grid = self.query_one(AgentGrid)
+        except NoMatches:  # not composed yet, another screen up, or torn down
+            return
         styles = self.styles_by_state
         self.show(self.query_one(OwnStatusBar), self.own_status_text(now))
         self.show(self.query_one(ConnectionLine), self.connection_text(now))
@@ -300,17 +354,25 @@ class MonitorApp(App[None]):
         width = self.query_one(SummaryBar).size.width or self.size.width
         self.show(self.query_one(SummaryBar),
                   summary_text(summary, self.model, self.settings.statuses, styles, width))
-        rows = self.visible_rows(now)
+        rows = self.grid_rows(now)
         grid.set_class(self.model.stale, "-stale")
         with self.batch_update():
-            grid.reconcile(self.model, rows, self.columns(), now, self.tz)
+            grid.reconcile(self.model, rows, self.columns(), now, self.tz,
+                           groups=summary.groups, filtered=self.filter.active)
         self.show(self.query_one(ViewLine), self.view_text(len(rows)))
         log = self.query_one(EventLog)
         if log.has_class("-shown") and self._log_version != self.model.version:
             self._log_version = self.model.version
-            lines = [event_line(change, self.tz, styles)
+            lines = [event_line(change, self.tz, styles, self.model)
                      for change in list(self.model.events)[-max(1, log.size.height or 7):]]
             self.show(log, Text("\n").join(lines) if lines else Text("no topic messages yet"))
+        pane = self.query_one(AlertList)
+        if pane.has_class("-shown"):
+            listed = self.alerts.listed()[:max(1, pane.size.height or 7)]
+            lines = [alert_line(alert, self.model, now, self.tz, styles) for alert in listed]
+            self.show(pane, Text("\n").join(lines) if lines else Text(
+                "no alerts: an agent over a threshold (thresholds in the settings) "
+                "fires one here"))
 
     def show(self, widget: Static, text: Text) -> None:
         """Put ``text`` in one of the fixed-height lines or panes, if it changed: an
@@ -318,6 +380,41 @@ class MonitorApp(App[None]):
         if self._shown.get(widget.id) != text:
             self._shown[widget.id] = text
             widget.update(text, layout=False)
+
+    def check_alerts(self, now: float) -> None:
+        """Fire the alerts of agents who just crossed a threshold (the list, a toast,
+        the bell, a desktop notification) and clear those who left the state."""
+        fired, _ = self.alerts.update(self.model.breaching(now), now)
+        # Agents already over a threshold when the monitor started are listed, not
+        # announced: nobody saw them cross it.
+        fired = [alert for alert in fired if alert.fired >= self.started_at]
+        if not fired:
+            return
+        first = fired[0]
+        agent = self.model.agents.get(first.user_id)
+        name = self.model.label(agent) if agent is not None else first.user_id
+        what = first.what(self.model.status_labels)
+        more = f" (and {len(fired) - 1} more)" if len(fired) > 1 else ""
+        self.notify(safe_text(f"{name}: {what}{more}"), title="Alert", severity="warning",
+                    timeout=6, markup=False)
+        if self.settings.alert_bell:
+            self.bell()
+        if self.notifier is not None and self.terminal_driver is not None:
+            self.terminal_driver.write(notification(self.notifier, "monitor alert",
+                                                    f"{name}: {what}{more}"))
+
+    def get_driver_class(self) -> type[Driver]:
+        """The platform's driver, made to tell the app it is the one writing to the
+        terminal (the way out for a desktop notification's escape sequence)."""
+        base = super().get_driver_class()
+        app = self
+
+        class NotifyingDriver(base):  # type: ignore[valid-type,misc]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                app.terminal_driver = self
+
+        return NotifyingDriver
 
     def summary(self, now: float) -> Summary:
         """The model's summary, computed again when the model or the second changed
@@ -345,8 +442,8 @@ class MonitorApp(App[None]):
         if status is None:
             return "– not set", "idle"
         if status == self.settings.available_status:
-            return f"{AVAILABLE_SYMBOL} {status}", "available"
-        return f"{AWAY_SYMBOL} {status}", "away"
+            return f"{AVAILABLE_SYMBOL} {self.model.status_label(status)}", "available"
+        return f"{AWAY_SYMBOL} {self.model.status_label(status)}", "away"
 
     def grants_status(self) -> bool:
         """Whether the token publishes the status attribute to any topic."""
@@ -367,7 +464,8 @@ class MonitorApp(App[None]):
         answer = self.answer
         if answer is not None:
             if answer.ok is None:
-                parts.append((f" │ → {answer.status}: sending…", "ringing"))
+                parts.append((f" │ → {self.model.status_label(answer.status)}: sending…",
+                              "ringing"))
             elif answer.ok:
                 parts.append((f" │ hub: ✔ {answer.text} {format_clock(answer.at, self.tz)}",
                               "available"))
@@ -408,8 +506,14 @@ class MonitorApp(App[None]):
         label = column.label if column else self.sort.column
         return f"{label} {'▼' if self.sort.reverse else '▲'}"
 
-    def view_text(self, shown: int) -> Text:
-        total = len(self.model.agents)
+    def view_text(self, lines: int) -> Text:
+        """How the grid is sorted, filtered and grouped; how many agents it shows (and
+        how many users on the topics are not counted); which rows are on screen."""
+        summary = self.summary(self.clock())
+        uncounted = summary.uncounted
+        total = len(self.model.agents) - uncounted
+        grid = self.query_one(AgentGrid)
+        grouped = self.group_by and self.model.grouped_by
         parts = [(f"sort: {self.sort_label()}", "")]
         flt = self.filter
         filters = []
@@ -420,15 +524,22 @@ class MonitorApp(App[None]):
         if flt.on_call:
             filters.append("on a call")
         if flt.status:
-            filters.append(f"status {flt.status}")
+            filters.append(f"status {self.model.status_label(flt.status)}")
+        if flt.group is not None:
+            filters.append(f"{self.model.group_attribute} "
+                           f"{group_name(flt.group, self.model.group_attribute)}")
         if filters:
             parts.append((" │ filter: " + " · ".join(filters), "away"))
+        if grouped:
+            parts.append((f" │ by {self.model.group_attribute}", ""))
         noun = "agent" if total == 1 else "agents"
-        count = f"{shown} of {total} {noun}" if flt.active else f"{total} {noun}"
+        count = f"{self._shown_agents} of {total} {noun}" if flt.active else f"{total} {noun}"
+        if uncounted:
+            count += f" (+{uncounted} not counted)"
         parts.append((f" │ {count}", ""))
-        grid = self.query_one(AgentGrid)
-        if grid.row_count < shown:
-            parts.append((f" │ rows {grid.top + 1}-{grid.top + grid.row_count}", ""))
+        if grid.row_count < lines:
+            span = f"rows {grid.top + 1}-{grid.top + grid.row_count}"
+            parts.append((f" │ {span} of {lines}" if grouped else f" │ {span}", ""))
         hidden = len(self.columns()) - len(grid.shown_columns)
         if hidden > 0:
             parts.append((f" │ {hidden} column{'s' if hidden > 1 else ''} hidden", "idle"))
@@ -446,7 +557,7 @@ class MonitorApp(App[None]):
         for i, name in enumerate(self.settings.statuses, 1):
             mark = "  ◀ current" if name == status else ""
             key = str(i) if i <= 9 else " "
-            lines.append(Text(f"  {key}  {safe_text(name)}{mark}"))
+            lines.append(Text(f"  {key}  {safe_text(self.model.status_label(name))}{mark}"))
         lines.append(Text(""))
         lines.append(Text("s opens the picker · digits set directly · q quits"))
         return Text("\n").join(lines)
@@ -464,6 +575,9 @@ class MonitorApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("pick_status", "set_status") and self.read_only:
             return False
+        if action in GRID_ACTIONS and (self.screen.has_class("-compact")
+                                       or isinstance(self.screen, Wallboard)):
+            return False  # an agent's own screen, or the wallboard: no grid here
         if action == "set_status":
             index = parameters[0] if parameters else 0
             return isinstance(index, int) and index < len(self.settings.statuses)
@@ -476,7 +590,8 @@ class MonitorApp(App[None]):
             if status is not None:
                 self.change_status(status)
 
-        self.push_screen(StatusPicker(self.settings.statuses, current), chosen)
+        self.push_screen(StatusPicker(self.settings.statuses, current,
+                                      self.model.status_label), chosen)
 
     def action_set_status(self, index: int) -> None:
         if 0 <= index < len(self.settings.statuses):
@@ -572,9 +687,41 @@ class MonitorApp(App[None]):
         index = statuses.index(current) + 1 if current in statuses else 0
         self.set_filter(status=statuses[index] if index < len(statuses) else None)
 
+    def action_cycle_group_filter(self) -> None:
+        """Only the next group's agents (after the last: every group again)."""
+        keys = [k for k in self.model.group_keys() if k != OTHERS]
+        current = self.filter.group
+        index = keys.index(current) + 1 if current in keys else 0
+        self.set_filter(group=keys[index] if index < len(keys) else None)
+
     def action_clear_filters(self) -> None:
         self.action_clear_filter()
-        self.set_filter(online_only=False, on_call=False, status=None)
+        self.set_filter(online_only=False, on_call=False, status=None, group=None)
+
+    # -- groups ----------------------------------------------------------------------------
+
+    def action_toggle_groups(self) -> None:
+        self.group_by = not self.group_by
+        self.reconcile()
+
+    def toggle_group(self, key: str) -> None:
+        """Fold a group to its header line, or open it again."""
+        self.collapsed.symmetric_difference_update({key})
+        self.reconcile()
+
+    @on(AgentGrid.GroupToggled)
+    def group_toggled(self, event: AgentGrid.GroupToggled) -> None:
+        self.toggle_group(event.key)
+
+    def action_fold_all(self) -> None:
+        """Fold every group; when all are folded already, open them all."""
+        keys = set(self.model.group_keys())
+        self.collapsed = set() if keys <= self.collapsed else keys
+        self.reconcile()
+
+    def action_toggle_user_column(self) -> None:
+        self.user_column = not self.user_column
+        self.reconcile()
 
     # -- panes and screens ---------------------------------------------------------------
 
@@ -583,6 +730,16 @@ class MonitorApp(App[None]):
         log.toggle_class("-shown")
         self._log_version = -1
         self.reconcile()
+
+    def action_toggle_alerts(self) -> None:
+        self.query_one(AlertList).toggle_class("-shown")
+        self._shown.pop("alerts", None)
+        self.reconcile()
+
+    def action_wallboard(self) -> None:
+        if not isinstance(self.screen, Wallboard):
+            self.push_screen(Wallboard(self.model, self.clock, self.tz, self.summary,
+                                       lambda: self.styles_by_state, self.started_at))
 
     def action_detail(self) -> None:
         user_id = self.query_one(AgentGrid).selected_user
@@ -606,7 +763,8 @@ class MonitorApp(App[None]):
         for active in [a for group in reversed(list(by_node.values())) for a in group]:
             binding = active.binding
             if not active.enabled or not binding.description \
-                    or binding.action.startswith("set_status("):
+                    or binding.action.startswith("set_status(") \
+                    or binding.action.rpartition(".")[2] in TEXTUAL_KEYS:
                 continue
             keys.setdefault(binding.action, []).append(self.get_key_display(binding))
             descriptions.setdefault(binding.action, binding.description)
@@ -617,9 +775,12 @@ class MonitorApp(App[None]):
         if not self.read_only:
             count = min(9, len(self.settings.statuses))
             extra[f"1-{count}"] = "Set my status directly: " + ", ".join(
-                f"{i}={s}" for i, s in enumerate(self.settings.statuses[:count], 1))
-        extra["click header"] = "Sort by that column (again: reverse)"
-        extra["ctrl+p"] = "Command palette: actions, filters, sorts, themes"
+                f"{i}={self.model.status_label(s)}"
+                for i, s in enumerate(self.settings.statuses[:count], 1))
+        if not self.screen.has_class("-compact"):
+            extra["click header"] = "Sort by that column (again: reverse)"
+            extra["click row"] = "Put the cursor there (again: its detail, or fold it)"
+        extra["ctrl+p"] = "Command palette: every action, filter, sort and theme"
         self.push_screen(HelpScreen(self.help_keys(), extra))
 
     async def action_quit(self) -> None:
@@ -629,29 +790,63 @@ class MonitorApp(App[None]):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help: keys", "Show every key of this screen", self.action_help)
+        label = self.model.status_label
         if not self.read_only:
             yield SystemCommand("My status: pick…", "Change your own status",
                                 self.action_pick_status)
             for status in self.settings.statuses:
-                yield SystemCommand(_palette(f"My status: set {status}"),
+                yield SystemCommand(_palette(f"My status: set {label(status)}"),
                                     _palette(f"Send {self.settings.status_attribute} = "
                                              f"{status}"),
                                     lambda s=status: self.change_status(s))
+        if self.screen.has_class("-compact"):
+            yield from self._theme_commands()
+            return
+        yield SystemCommand("Wallboard", "Big numbers for the floor and per "
+                            f"{_palette(self.model.group_attribute)} (w; Esc goes back)",
+                            self.action_wallboard)
+        yield SystemCommand("Alerts: show / hide", "Agents over a threshold, as they "
+                            "crossed it, and when it ended (a)", self.action_toggle_alerts)
         for column in self.columns():
             yield SystemCommand(_palette(f"Sort by {column.label}"),
                                 "Ascending; again to reverse",
                                 lambda c=column.key: self.set_sort(c))
-        yield SystemCommand("Filter: online only", "Toggle", self.action_toggle_online)
-        yield SystemCommand("Filter: on a call", "Toggle", self.action_toggle_on_call)
+        attribute = _palette(self.model.group_attribute)
+        yield SystemCommand(f"Group by {attribute}: on / off",
+                            f"A header line per {attribute} with its counts (g)",
+                            self.action_toggle_groups)
+        yield SystemCommand("Groups: fold all / open all",
+                            "Every group to its header line, or all open again (z)",
+                            self.action_fold_all)
+        for key in self.model.group_keys():
+            name = group_name(key, self.model.group_attribute)
+            yield SystemCommand(_palette(f"Group: fold / open {name}"),
+                                "Its header line only, or its agents again",
+                                lambda k=key: self.toggle_group(k))
+            if key != OTHERS:
+                yield SystemCommand(_palette(f"Filter: {self.model.group_attribute} {name}"),
+                                    f"Only the agents of this {attribute} (t: the next)",
+                                    lambda k=key: self.set_filter(group=k))
+        yield SystemCommand("Filter: online only", "Only agents online; again: everyone (n)",
+                            self.action_toggle_online)
+        yield SystemCommand("Filter: on a call", "Only agents on a call; again: everyone (c)",
+                            self.action_toggle_on_call)
         for status in self.settings.statuses:
-            yield SystemCommand(_palette(f"Filter: status {status}"),
-                                "Only agents in this status",
+            yield SystemCommand(_palette(f"Filter: status {label(status)}"),
+                                "Only agents in this status (b: the next)",
                                 lambda s=status: self.set_filter(status=s))
-        yield SystemCommand("Filter: clear all", "Show every agent", self.action_clear_filters)
-        yield SystemCommand("Agent detail", "Timeline of the agent under the cursor",
+        yield SystemCommand("Filter: clear all", "Show every agent (x)",
+                            self.action_clear_filters)
+        yield SystemCommand("Column: user id, show / hide",
+                            "Each agent's user id in a column of its own (u)",
+                            self.action_toggle_user_column)
+        yield SystemCommand("Agent detail", "Timeline of the agent under the cursor (Enter)",
                             self.action_detail)
-        yield SystemCommand("Event log: show / hide", "Latest topic messages",
+        yield SystemCommand("Event log: show / hide", "Latest topic messages (l)",
                             self.action_toggle_log)
+        yield from self._theme_commands()
+
+    def _theme_commands(self) -> Iterable[SystemCommand]:
         for name in sorted(self.available_themes):
             yield SystemCommand(_palette(f"Theme: {name}"), "Switch to this theme",
                                 lambda n=name: self.use_theme(n))

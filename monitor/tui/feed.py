@@ -24,6 +24,8 @@ class Session:
     publishes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Attribute name -> the topics a change of it goes to."""
     display_name: str | None = None
+    role: str | None = None
+    """The token's ``role`` claim, if it has one (``supervisor``, ``agent``...)."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ def safe_event(event: FeedEvent) -> FeedEvent:
                        subscribe=tuple(safe_text(t) for t in event.subscribe),
                        publishes=publishes,
                        display_name=None if event.display_name is None
-                       else safe_text(event.display_name))
+                       else safe_text(event.display_name),
+                       role=None if event.role is None else safe_text(event.role))
     if isinstance(event, Link) and event.detail:
         return replace(event, detail=safe_text(event.detail))
     return event

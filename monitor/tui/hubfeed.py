@@ -52,14 +52,17 @@ def session_from_authen(reply: dict[str, Any], token: str | None) -> Session:
             name = grant["attribute"]
             publishes[name] = (*publishes.get(name, ()), grant["topic"])
     subscribe = tuple(t for t in reply.get("subscribe") or () if isinstance(t, str))
-    display_name = None
+    display_name = role = None
     if token:
         try:
-            claim = decode_unverified(token)[1].get("displayName")
+            claims = decode_unverified(token)[1]
         except Exception:  # a token the hub accepted is readable; be safe anyway
-            claim = None
-        display_name = claim if isinstance(claim, str) and claim else None
-    return Session(str(reply.get("userId") or "?"), subscribe, publishes, display_name)
+            claims = {}
+        name, claimed = claims.get("displayName"), claims.get("role")
+        display_name = name if isinstance(name, str) and name else None
+        role = claimed if isinstance(claimed, str) and claimed else None
+    return Session(str(reply.get("userId") or "?"), subscribe, publishes, display_name,
+                   role)
 
 
 def snapshot_event(topic: str, reply: dict[str, Any]) -> Snapshot:

@@ -24,6 +24,27 @@ CALL_WORDS = {"Calling": "calling", "Ringing": "ringing", "Answered": "talking"}
 IDLE = "idle"
 UNKNOWN = "unknown"
 DEFAULT_STATUS_ATTRIBUTE = "manual_status"
+DEFAULT_GROUP_ATTRIBUTE = "team"
+ROLE_ATTRIBUTE = "role"
+"""An attribute that, where the topics carry it, says what a user is (``agent``,
+``supervisor``...): users whose role is listed in ``not_agents`` are not counted."""
+OTHERS = "\x00others"
+"""The group of the users who are not counted (never a value: a value from the wire
+cannot hold a NUL, it is shown escaped)."""
+RINGING_STATES = ("Calling", "Ringing")
+FLOOR_STATES = ("idle", "ringing", "talking", "after_call", "away", "offline", "unknown")
+"""What an agent is doing, one of these at a time (the wallboard's numbers): available
+and not on a call, a call ringing (or calling out), talking, in after-call work, in any
+other status (a break, lunch, training...), offline, or online with no status yet."""
+MAX_OPEN_CALLS = 20_000
+
+
+def status_words(status: str, labels: Mapping[str, str] | None = None) -> str:
+    """How a status reads on screen: its configured label, else its name with spaces
+    for underscores (``after_call_work`` reads ``after call work``)."""
+    if labels and status in labels:
+        return labels[status]
+    return status.replace("_", " ")
 
 
 def value_text(value: Any) -> str:
@@ -154,7 +175,10 @@ class Breach:
 # Sort and filter ---------------------------------------------------------------------
 
 BUILTIN_COLUMNS = ("name", "online", "status", "status_time", "call", "call_time",
-                   "last_change")
+                   "last_change", "user")
+DEFAULT_COLUMNS = BUILTIN_COLUMNS[:-1]
+"""The built-in columns shown unless the settings say otherwise (the user id is in the
+agent's detail, and on a column of its own with ``u``)."""
 _CALL_ORDER = {"Answered": 0, "Ringing": 1, "Calling": 2, IDLE: 3}
 _ONLINE_ORDER = {ONLINE: 0, UNKNOWN: 1, OFFLINE: 2}
 
@@ -176,23 +200,57 @@ class Filter:
     online_only: bool = False
     on_call: bool = False
     status: str | None = None
+    group: str | None = None
+    """Only the agents of this group (a value of the group attribute; ``""``: none)."""
 
     @property
     def active(self) -> bool:
-        return bool(self.text.strip() or self.online_only or self.on_call or self.status)
+        return bool(self.text.strip() or self.online_only or self.on_call or self.status
+                    or self.group is not None)
 
 
 @dataclass(frozen=True)
 class Summary:
-    """Totals over every known agent (not just the filtered ones)."""
+    """Totals over every agent counted (not just the filtered ones; not the users who
+    are not agents, see ``not_agents``): of the whole floor, or of one group."""
 
     total: int
     by_online: Mapping[str, int]
     by_status: Mapping[str, int]
     by_call: Mapping[str, int]
     available: int
+    """Idle: online, in the available status and not on a call."""
     on_call: int
     breaches: int
+    by_floor: Mapping[str, int] = field(default_factory=dict)
+    """Agents per :data:`FLOOR_STATES` (each agent in exactly one)."""
+    longest_ringing: float | None = None
+    """Seconds the longest-ringing call now has rung (``None``: none rings)."""
+    answered: int = 0
+    """Calls answered since the monitor started."""
+    abandoned: int = 0
+    """Calls ended before they were answered, since the monitor started."""
+    groups: Mapping[str, Summary] = field(default_factory=dict)
+    """The same, per group (a value of the group attribute; ``""``: none)."""
+    uncounted: int = 0
+    """Users on the topics who are not agents (not in any total)."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """A group's header line among the rows: its agents follow unless it is collapsed."""
+
+    key: str
+    """The group attribute's value (``""``: agents without one; :data:`OTHERS`: users
+    who are not agents)."""
+    size: int
+    """Its agents, all of them."""
+    shown: int
+    """Its agents that pass the filter."""
+    collapsed: bool
+
+
+Row = Agent | Group
 
 
 @dataclass(frozen=True)
@@ -212,6 +270,10 @@ class _Order:
     """Agents changed (or new) since: their keys and places are out of date."""
 
 
+Limit = tuple[str, str, float, float]
+"""A state with a threshold an agent is in: (kind, state, since, limit)."""
+
+
 @dataclass(frozen=True)
 class _Tally:
     online: str
@@ -219,24 +281,42 @@ class _Tally:
     call: str
     on_call: bool
     available: bool
-    limits: tuple[tuple[float, float], ...]
+    limits: tuple[Limit, ...]
+    group: str
+    counted: bool
+    floor: str
 
 
 @dataclass
 class _Totals:
+    total: int = 0
     by_online: dict[str, int] = field(default_factory=dict)
     by_status: dict[str, int] = field(default_factory=dict)
     by_call: dict[str, int] = field(default_factory=dict)
+    by_floor: dict[str, int] = field(default_factory=dict)
     available: int = 0
     on_call: int = 0
+    answered: int = 0
+    abandoned: int = 0
 
     def add(self, tally: _Tally, sign: int) -> None:
+        self.total += sign
         self.by_online[tally.online] = self.by_online.get(tally.online, 0) + sign
         if tally.status is not None:
             self.by_status[tally.status] = self.by_status.get(tally.status, 0) + sign
         self.by_call[tally.call] = self.by_call.get(tally.call, 0) + sign
+        self.by_floor[tally.floor] = self.by_floor.get(tally.floor, 0) + sign
         self.available += sign * tally.available
         self.on_call += sign * tally.on_call
+
+    def summary(self, breaches: int, longest: float | None,
+                groups: Mapping[str, Summary] | None = None, uncounted: int = 0) -> Summary:
+        def kept(counts: dict[str, int]) -> dict[str, int]:
+            return {k: v for k, v in counts.items() if v}
+        return Summary(self.total, kept(self.by_online), kept(self.by_status),
+                       kept(self.by_call), self.available, self.on_call, breaches,
+                       kept(self.by_floor), longest, self.answered, self.abandoned,
+                       groups or {}, uncounted)
 
 
 @dataclass
@@ -250,11 +330,20 @@ class AgentTable:
 
     def __init__(self, *, status_attribute: str = DEFAULT_STATUS_ATTRIBUTE,
                  available_status: str = "available",
+                 after_call_status: str = "after_call_work",
                  thresholds: Thresholds | None = None,
+                 group_attribute: str = DEFAULT_GROUP_ATTRIBUTE,
+                 not_agents: Iterable[str] = (),
+                 status_labels: Mapping[str, str] | None = None,
                  event_log_size: int = 200, timeline_size: int = 500,
                  history_seconds: float = 600.0, history_step: float = 10.0) -> None:
         self.status_attribute = status_attribute
         self.available_status = available_status
+        self.after_call_status = after_call_status
+        self.group_attribute = group_attribute
+        self.not_agents = frozenset(not_agents)
+        """User ids and roles of the users who are not agents: shown, never counted."""
+        self.status_labels = dict(status_labels or {})
         self.thresholds = thresholds or Thresholds()
         self.agents: dict[str, Agent] = {}
         self.events: deque[Change] = deque(maxlen=event_log_size)
@@ -270,8 +359,19 @@ class AgentTable:
         """Per column sorted by: every agent in order, kept from one call to the next."""
         self._tallies: dict[str, _Tally] = {}
         self._totals = _Totals()
-        self._limited: dict[str, tuple[tuple[float, float], ...]] = {}
+        self._groups: dict[str, _Totals] = {}
+        self._uncounted = 0
+        self._limited: dict[str, tuple[str, tuple[Limit, ...]]] = {}
+        """Agents in a state with a threshold: their group and their limits."""
+        self._ringing: dict[str, tuple[str, float]] = {}
+        """Agents with a call ringing: their group and since when it rings."""
         self._untallied: set[str] = set()
+        self._names: dict[str, int] = {}
+        """How many users go by each name (casefolded): a name two share is told apart."""
+        self._open_calls: dict[str, list[Any]] = {}
+        """Calls seen since start and not ended: callId -> [answered, group]."""
+        self.operator: str | None = None
+        self.operator_role: str | None = None
 
     # -- feeding -------------------------------------------------------------------------
 
@@ -280,8 +380,17 @@ class AgentTable:
         if agent is None:
             agent = Agent(user_id, timeline=deque(maxlen=self._timeline_size))
             self.agents[user_id] = agent
+            self._count_name(agent.name, 1)
             self._touch(user_id)
         return agent
+
+    def _count_name(self, name: str, sign: int) -> None:
+        key = name.casefold()
+        count = self._names.get(key, 0) + sign
+        if count > 0:
+            self._names[key] = count
+        else:
+            self._names.pop(key, None)
 
     def _touch(self, user_id: str) -> None:
         """An agent changed: its sort keys and its part of the summary are out of date."""
@@ -292,7 +401,9 @@ class AgentTable:
     def _rename(self, agent: Agent, display_name: Any) -> None:
         if isinstance(display_name, str) and display_name \
                 and display_name != agent.display_name:
+            self._count_name(agent.name, -1)
             agent.display_name = display_name
+            self._count_name(agent.name, 1)
             self._touch(agent.user_id)
 
     def _note_attribute(self, name: str) -> None:
@@ -310,6 +421,8 @@ class AgentTable:
         self._touch(agent.user_id)
         if attribute == CALL:
             agent.call_info = call or CallInfo(value_text(value))
+            if topic is not None and call is not None and call.call_id:
+                self._count_call(agent, call)
         if not changed:
             return True
         agent.since[attribute] = when
@@ -373,6 +486,44 @@ class AgentTable:
         self.version += 1
         return result
 
+    def _count_call(self, agent: Agent, call: CallInfo) -> None:
+        """Answered and abandoned calls since start, counted once per callId (a call
+        between two agents comes once for each), for the group of the agent it first
+        came for. Snapshots are not counted: they say how calls are, not what they did."""
+        calls = self._open_calls
+        entry = calls.get(call.call_id or "")
+        if call.status == CALL_ENDED:
+            calls.pop(call.call_id or "", None)
+            if entry is not None and not entry[0]:
+                self._call_totals(entry[1]).abandoned += 1
+                self._totals.abandoned += 1
+            return
+        if entry is None:
+            tally = self._tallies.get(agent.user_id)
+            group = self.group_of(agent) if tally is None else tally.group
+            entry = calls[call.call_id or ""] = [False, group]
+            if len(calls) > MAX_OPEN_CALLS:  # calls whose end was never seen
+                del calls[next(iter(calls))]
+        if call.status == "Answered" and not entry[0]:
+            entry[0] = True
+            self._call_totals(entry[1]).answered += 1
+            self._totals.answered += 1
+
+    def _call_totals(self, group: str) -> _Totals:
+        totals = self._groups.get(group)
+        if totals is None:
+            totals = self._groups[group] = _Totals()
+        return totals
+
+    def set_operator(self, user_id: str, role: str | None = None) -> None:
+        """Who is watching, and the role their token claims: the operator is not
+        counted when that role (or their user id) is in ``not_agents``."""
+        for user in (self.operator, user_id):
+            if user is not None:
+                self._touch(user)
+        self.operator, self.operator_role = user_id, role
+        self.version += 1
+
     def topic_cursor(self, topic: str) -> tuple[Any, int | None]:
         """``(epoch, seq)`` last seen on ``topic`` (for resume)."""
         cursor = self._cursors.get(topic, _Cursor())
@@ -394,6 +545,42 @@ class AgentTable:
     def status_of(self, agent: Agent) -> str | None:
         value = agent.values.get(self.status_attribute)
         return None if value is None else value_text(value)
+
+    def status_label(self, status: str) -> str:
+        """How ``status`` reads on screen (its configured label, else with spaces)."""
+        return status_words(status, self.status_labels)
+
+    def group_of(self, agent: Agent) -> str:
+        """The agent's group: its value of the group attribute (``""``: none)."""
+        return value_text(agent.values.get(self.group_attribute))
+
+    def counts(self, agent: Agent) -> bool:
+        """Whether the agent counts in totals: neither its user id nor its role (the
+        ``role`` attribute, or the operator's token's role claim) is in ``not_agents``."""
+        not_agents = self.not_agents
+        if not not_agents:
+            return True
+        if agent.user_id in not_agents:
+            return False
+        role = agent.values.get(ROLE_ATTRIBUTE)
+        if role is not None and value_text(role) in not_agents:
+            return False
+        return not (agent.user_id == self.operator and self.operator_role in not_agents)
+
+    def label(self, agent: Agent) -> str:
+        """The agent's name; with its user id when another user goes by the same name."""
+        name = agent.name
+        if name != agent.user_id and self._names.get(name.casefold(), 0) > 1:
+            return f"{name} ({agent.user_id})"
+        return name
+
+    def party_label(self, party: str | None) -> str | None:
+        """Who is at the other end of a call: an agent's name when it is a user here,
+        else as the call said it (a number)."""
+        if party is None:
+            return None
+        agent = self.agents.get(party)
+        return party if agent is None else self.label(agent)
 
     def time_in(self, agent: Agent, attribute: str, now: float) -> float | None:
         """Seconds since ``attribute`` took its current value."""
@@ -427,11 +614,16 @@ class AgentTable:
             return False
         if flt.status is not None and self.status_of(agent) != flt.status:
             return False
+        if flt.group is not None and self._group_key(agent) != flt.group:
+            return False
         needle = flt.text.strip().casefold()
         if not needle:
             return True
+        status = self.status_of(agent)
         haystack = [agent.user_id, agent.display_name or "", agent.online, agent.call_state,
-                    CALL_WORDS.get(agent.call_state, ""), agent.other_party or ""]
+                    CALL_WORDS.get(agent.call_state, ""), agent.other_party or "",
+                    self.party_label(agent.other_party) or "",
+                    self.status_label(status) if status is not None else ""]
         haystack += [value_text(v) for v in agent.values.values()]
         return any(needle in text.casefold() for text in haystack)
 
@@ -453,6 +645,8 @@ class AgentTable:
             key = _since_key(agent.since.get(CALL) if agent.on_call else None)
         elif column == "last_change":
             key = _duration_key(None if agent.last_change is None else -agent.last_change)
+        elif column == "user":
+            key = (agent.user_id,)
         elif column == "name":
             key = ()
         else:
@@ -522,7 +716,62 @@ class AgentTable:
             attribute, status = self.status_attribute, flt.status
             shown = [a for a in shown if (value := a.values.get(attribute)) is not None
                      and value_text(value) == status]
+        if flt.group is not None:
+            self._retally()
+            tallies, group = self._tallies, flt.group
+            shown = [a for a in shown if _group_key(tallies[a.user_id]) == group]
         return list(shown)
+
+    def _group_key(self, agent: Agent) -> str:
+        return OTHERS if not self.counts(agent) else self.group_of(agent)
+
+    @property
+    def grouped_by(self) -> bool:
+        """Whether any agent has a value of the group attribute (else there is nothing
+        to group by)."""
+        self._retally()
+        return any(key and totals.total for key, totals in self._groups.items())
+
+    def group_keys(self) -> list[str]:
+        """Every group with agents in it, in the order shown: by name, then the agents
+        without a group, then the users who are not agents."""
+        self._retally()
+        keys = sorted((k for k, t in self._groups.items() if k and t.total),
+                      key=lambda k: (k.casefold(), k))
+        if self._groups.get("") and self._groups[""].total:
+            keys.append("")
+        if self._uncounted:
+            keys.append(OTHERS)
+        return keys
+
+    def grouped(self, rows: list[Agent], collapsed: Iterable[str] = (), *,
+                hide_empty: bool = False) -> list[Row]:
+        """``rows`` under a header line per group, in :meth:`group_keys` order (each
+        group's agents in the order they had); a collapsed group's agents are left out.
+        ``hide_empty``: leave out groups none of whose agents is in ``rows`` (a filter
+        is on). Without a group attribute anywhere, ``rows`` as they are."""
+        if not self.grouped_by:
+            return list(rows)
+        tallies = self._tallies
+        buckets: dict[str, list[Agent]] = {}
+        for agent in rows:
+            key = _group_key(tallies[agent.user_id])
+            bucket = buckets.get(key)
+            if bucket is None:
+                bucket = buckets[key] = []
+            bucket.append(agent)
+        folded = set(collapsed)
+        shown: list[Row] = []
+        for key in self.group_keys():
+            bucket = buckets.get(key, [])
+            if hide_empty and not bucket:
+                continue
+            size = self._uncounted if key == OTHERS else self._groups[key].total
+            closed = key in folded
+            shown.append(Group(key, size, len(bucket), closed))
+            if not closed:
+                shown.extend(bucket)
+        return shown
 
     def _tally(self, agent: Agent) -> _Tally:
         """What one agent adds to the summary (the checks of :meth:`breaches` and
@@ -537,45 +786,92 @@ class AgentTable:
             call = IDLE
         busy = call != IDLE
         available = not busy and online != OFFLINE and status == self.available_status
-        limits: list[tuple[float, float]] = []  # (since, limit) of each state with a limit
+        limits: list[Limit] = []  # each state with a limit the agent is in
         thresholds = self.thresholds
-        for state, table, attribute in (
-                (status, thresholds.status, self.status_attribute),
-                (call if busy else None, thresholds.call, CALL),
-                (raw_online, thresholds.online, ONLINE_STATUS)):
+        for kind, state, table, attribute in (
+                ("status", status, thresholds.status, self.status_attribute),
+                ("call", call if busy else None, thresholds.call, CALL),
+                ("online", raw_online, thresholds.online, ONLINE_STATUS)):
             if state is not None and state in table:
                 began = since.get(attribute)
                 if began is not None:
-                    limits.append((began, table[state]))
-        return _Tally(online, status, call, busy, available, tuple(limits))
+                    limits.append((kind, state, began, table[state]))
+        if online == OFFLINE:
+            floor = "offline"
+        elif call in RINGING_STATES:
+            floor = "ringing"
+        elif busy:
+            floor = "talking"
+        elif status is None:
+            floor = UNKNOWN
+        elif status == self.available_status:
+            floor = "idle"
+        elif status == self.after_call_status:
+            floor = "after_call"
+        else:
+            floor = "away"
+        return _Tally(online, status, call, busy, available, tuple(limits),
+                      self.group_of(agent), self.counts(agent), floor)
 
-    def summary(self, now: float) -> Summary:
-        """Totals by online state, manual status and call state, and threshold breaches.
-
-        Kept up to date agent by agent as they change (the screen asks for this a few
-        times a second); only the breaches are counted anew, among the agents in a state
-        that has a limit."""
-        totals = self._totals
+    def _retally(self) -> None:
+        """Bring the totals up to date with the agents changed since (each agent's part
+        taken out as it was and put back as it is)."""
         for user_id in self._untallied:
             agent = self.agents.get(user_id)
             if agent is None:
                 continue
             old = self._tallies.get(user_id)
             if old is not None:
-                totals.add(old, -1)
+                self._apply(user_id, old, -1)
             new = self._tallies[user_id] = self._tally(agent)
-            totals.add(new, 1)
-            if new.limits:
-                self._limited[user_id] = new.limits
-            else:
-                self._limited.pop(user_id, None)
+            self._apply(user_id, new, 1)
         self._untallied.clear()
-        breaching = sum(1 for limits in self._limited.values()
-                        if any(now - began > limit for began, limit in limits))
-        return Summary(len(self.agents), {k: v for k, v in totals.by_online.items() if v},
-                       {k: v for k, v in totals.by_status.items() if v},
-                       {k: v for k, v in totals.by_call.items() if v},
-                       totals.available, totals.on_call, breaching)
+
+    def _apply(self, user_id: str, tally: _Tally, sign: int) -> None:
+        if not tally.counted:
+            self._uncounted += sign
+            return
+        self._totals.add(tally, sign)
+        self._call_totals(tally.group).add(tally, sign)
+        if sign < 0:
+            self._limited.pop(user_id, None)
+            self._ringing.pop(user_id, None)
+            return
+        if tally.limits:
+            self._limited[user_id] = (tally.group, tally.limits)
+        if tally.floor == "ringing":
+            began = self.agents[user_id].since.get(CALL)
+            if began is not None:
+                self._ringing[user_id] = (tally.group, began)
+
+    def summary(self, now: float) -> Summary:
+        """Totals by online state, manual status, call state and what agents are doing,
+        threshold breaches and the longest ringing call, for the floor and per group.
+
+        Kept up to date agent by agent as they change (the screen asks for this a few
+        times a second); only the breaches and the longest ring are found anew, among
+        the agents in a state that has a limit and those with a call ringing."""
+        self._retally()
+        breaches: dict[str, int] = {}
+        for group, limits in self._limited.values():
+            if any(now - began > limit for _, _, began, limit in limits):
+                breaches[group] = breaches.get(group, 0) + 1
+        longest: dict[str, float] = {}
+        for group, began in self._ringing.values():
+            rung = max(0.0, now - began)
+            if rung > longest.get(group, -1.0):
+                longest[group] = rung
+        groups = {key: totals.summary(breaches.get(key, 0), longest.get(key))
+                  for key, totals in self._groups.items() if totals.total}
+        return self._totals.summary(sum(breaches.values()),
+                                    max(longest.values()) if longest else None,
+                                    groups, self._uncounted)
+
+    def breaching(self, now: float) -> list[tuple[str, Limit]]:
+        """Every (userId, limit) an agent counted is over right now."""
+        self._retally()
+        return [(user_id, limit) for user_id, (_, limits) in self._limited.items()
+                for limit in limits if now - limit[2] > limit[3]]
 
     def sample(self, now: float) -> bool:
         """Record a chart point if ``history_step`` has passed since the last; True if so."""
@@ -589,6 +885,10 @@ class AgentTable:
         """An agent's changes since the monitor started, oldest first."""
         agent = self.agents.get(user_id)
         return list(agent.timeline) if agent else []
+
+
+def _group_key(tally: _Tally) -> str:
+    return tally.group if tally.counted else OTHERS
 
 
 def _duration_key(seconds: float | None) -> tuple[bool, float]:

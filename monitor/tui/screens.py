@@ -40,17 +40,20 @@ class StatusPicker(ModalScreen[str | None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss_none", "Cancel")]
 
-    def __init__(self, statuses: Sequence[str], current: str | None) -> None:
+    def __init__(self, statuses: Sequence[str], current: str | None,
+                 label: Callable[[str], str] = str) -> None:
         super().__init__()
         self.statuses = list(statuses)
         self.current = current
+        self.label = label
+        """How a status reads (its configured label)."""
 
     def compose(self) -> ComposeResult:
         options = []
         for i, status in enumerate(self.statuses, 1):
             mark = " (current)" if status == self.current else ""
             digit = str(i) if i <= 9 else " "
-            options.append(Option(Text(f"{digit}  {safe_text(status)}{mark}"),
+            options.append(Option(Text(f"{digit}  {safe_text(self.label(status))}{mark}"),
                                   id=f"status-{i - 1}"))
         with Vertical():
             yield Static("Set my status", classes="title")
@@ -130,6 +133,11 @@ class AgentDetail(ModalScreen[None]):
             return
         now = self.clock()
         head = agent.name if agent.name == agent.user_id else f"{agent.name} ({agent.user_id})"
+        group = self.model.group_of(agent)
+        if group:
+            head += f" · {self.model.group_attribute} {group}"
+        if not self.model.counts(agent):
+            head += " · not counted (not an agent)"
         self.query_one("#detail-head", Static).update(Text(safe_text(head)))
         cells = row_cells(self.model, agent, ["online", "status", "status_time", "call",
                                               "call_time"], now, self.tz)

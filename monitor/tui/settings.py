@@ -30,7 +30,13 @@ from typing import Any
 
 from monitor.config import ConfigError, user_config_dir
 from monitor.protocol import is_attribute_name
-from monitor.tui.model import BUILTIN_COLUMNS, DEFAULT_STATUS_ATTRIBUTE, Thresholds
+from monitor.tui.model import (
+    BUILTIN_COLUMNS,
+    DEFAULT_COLUMNS,
+    DEFAULT_GROUP_ATTRIBUTE,
+    DEFAULT_STATUS_ATTRIBUTE,
+    Thresholds,
+)
 
 SETTINGS_FILE_NAME = "monitor.toml"
 TOKEN_ENV = "MONITOR_TOKEN"
@@ -38,6 +44,7 @@ DEFAULT_URL = "ws://127.0.0.1:6899/"
 DEFAULT_STATUSES = ("available", "break", "lunch", "after_call_work", "meeting", "training")
 DEFAULT_THRESHOLDS = Thresholds(status={"break": 900.0, "after_call_work": 120.0},
                                 call={"Ringing": 20.0})
+NOTIFICATIONS = ("auto", "osc9", "osc777", "off")
 
 
 @dataclass(frozen=True)
@@ -51,8 +58,22 @@ class Settings:
     status_attribute: str = DEFAULT_STATUS_ATTRIBUTE
     statuses: tuple[str, ...] = DEFAULT_STATUSES
     available_status: str = "available"
-    columns: tuple[str, ...] = BUILTIN_COLUMNS
+    after_call_status: str = "after_call_work"
+    """The status of after-call work (the wallboard counts it apart from breaks)."""
+    status_labels: Mapping[str, str] = field(default_factory=dict)
+    """How a status reads on screen (default: its name, with spaces for underscores)."""
+    columns: tuple[str, ...] = DEFAULT_COLUMNS
     """Built-in columns shown, left to right; custom attributes follow."""
+    group_attribute: str = DEFAULT_GROUP_ATTRIBUTE
+    """The attribute agents are grouped by (a team, a queue, a skill)."""
+    group_by: bool = True
+    """Start with the grid grouped (``g`` switches)."""
+    not_agents: tuple[str, ...] = ("supervisor",)
+    """User ids and roles (a ``role`` attribute, or the role claim of your own token) of
+    users who are shown but not counted in any total."""
+    alert_bell: bool = True
+    desktop_notifications: str = "auto"
+    """``auto`` (where the terminal is known to show them), ``osc9``, ``osc777``, ``off``."""
     hidden_attributes: tuple[str, ...] = ()
     """Custom attributes never given a column."""
     thresholds: Thresholds = field(default_factory=lambda: DEFAULT_THRESHOLDS)
@@ -122,13 +143,28 @@ def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
     changes: dict[str, Any] = {"source": source}
     for key, value in data.items():
         where = f"{source}: {key}"
-        if key in ("url", "token_file", "theme", "status_attribute", "available_status"):
+        if key in ("url", "token_file", "theme", "status_attribute", "available_status",
+                   "after_call_status"):
             changes[key] = _string(value, where)
-        elif key == "read_only":
+        elif key == "group_attribute":
+            changes[key] = _string(value, where)
+            if not is_attribute_name(value):
+                raise ConfigError(f"{where}: not a valid attribute name: {value!r}")
+        elif key == "desktop_notifications":
+            if value not in NOTIFICATIONS:
+                raise ConfigError(f"{where}: expected one of {', '.join(NOTIFICATIONS)}, "
+                                  f"got {value!r}")
+            changes[key] = value
+        elif key == "status_labels":
+            if not isinstance(value, dict) or not all(
+                    isinstance(v, str) and v for v in value.values()):
+                raise ConfigError(f"{where}: expected a table of status = \"label\"")
+            changes[key] = dict(value)
+        elif key in ("read_only", "group_by", "alert_bell"):
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}: expected true or false, got {value!r}")
             changes[key] = value
-        elif key in ("statuses", "hidden_attributes"):
+        elif key in ("statuses", "hidden_attributes", "not_agents"):
             changes[key] = _strings(value, where)
         elif key == "columns":
             columns = _strings(value, where)

@@ -18,6 +18,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Static
 
+from monitor.tui.alerts import Alert
 from monitor.tui.cells import (
     AVAILABLE_SYMBOL,
     AWAY_SYMBOL,
@@ -29,10 +30,12 @@ from monitor.tui.cells import (
     Column,
     fit_columns,
     format_clock,
+    format_duration,
+    group_parts,
     row_cells,
     sparkline,
 )
-from monitor.tui.model import Agent, AgentTable, Change, Summary, value_text
+from monitor.tui.model import AgentTable, Change, Group, Row, Summary, value_text
 from monitor.tui.text import safe_text
 from monitor.tui.themes import STATES, rich_colour
 
@@ -43,6 +46,12 @@ def state_styles(colours: Mapping[str, str]) -> dict[str, Style]:
     styles["breach"] = Style(color=rich_colour(colours["breach"]), bold=True, reverse=True)
     styles[""] = Style()
     return styles
+
+
+class GroupLine(tuple[Cell, ...]):
+    """A group's header line in the grid: its parts, each in its state's colour."""
+
+    __slots__ = ()
 
 
 def styled(parts: Sequence[tuple[str, str]], styles: Mapping[str, Style]) -> Text:
@@ -57,13 +66,14 @@ def styled(parts: Sequence[tuple[str, str]], styles: Mapping[str, Style]) -> Tex
 class AgentGrid(Widget, can_focus=True):
     """The agents, one line each, drawn through Textual's Line API from the model's rows.
 
-    The grid is a window over the sorted, filtered agents: ``top`` is the index of the
-    first agent on screen, and each line of the window shows one agent's cells (``(text,
-    state)`` pairs, :func:`row_cells`). A reconcile compares every line's cells with what
-    was last drawn and refreshes only the lines that changed: a sort, a filter, a live
-    reorder or a moved window changes which agent a line shows, never what the widget
-    holds. :meth:`render_line` draws a line segment by segment into a :class:`Strip`,
-    kept until that line, the cursor, the hover or the styles change.
+    The grid is a window over the sorted, filtered agents (with a header line per group
+    when they are grouped): ``top`` is the index of the first row on screen, and each
+    line of the window shows one agent's cells (``(text, state)`` pairs,
+    :func:`row_cells`) or a group's name and counts. A reconcile compares every line's
+    cells with what was last drawn and refreshes only the lines that changed: a sort, a
+    filter, a live reorder or a moved window changes which agent a line shows, never
+    what the widget holds. :meth:`render_line` draws a line segment by segment into a
+    :class:`Strip`, kept until that line, the cursor, the hover or the styles change.
 
     The cursor is a line of the window and stays on its agent through reconciles (on the
     same line of the screen when it can). Moving it past the window's edge, a page, to
@@ -78,10 +88,10 @@ class AgentGrid(Widget, can_focus=True):
         Binding("pagedown", "page_down", "Page down", show=False),
         Binding("ctrl+home,home", "first", "First agent", show=False),
         Binding("ctrl+end,end", "last", "Last agent", show=False),
-        Binding("enter", "choose", "Agent detail", show=False),
+        Binding("enter", "choose", "Agent detail (a group: fold / open)", show=False),
     ]
     COMPONENT_CLASSES: ClassVar[set[str]] = {
-        "agent-grid--header", "agent-grid--cursor", "agent-grid--hover"}
+        "agent-grid--header", "agent-grid--cursor", "agent-grid--hover", "agent-grid--group"}
     DEFAULT_CSS = """
     AgentGrid {
         height: 1fr;
@@ -104,6 +114,7 @@ class AgentGrid(Widget, can_focus=True):
             text-style: $block-cursor-blurred-text-style;
         }
         & > .agent-grid--hover { background: $block-hover-background; }
+        & > .agent-grid--group { text-style: bold; background: $boost; }
         &.-stale { text-opacity: 60%; }
     }
     """
@@ -124,6 +135,14 @@ class AgentGrid(Widget, can_focus=True):
             super().__init__()
             self.grid = grid
             self.column = column
+
+    class GroupToggled(Message):
+        """Enter, or a click on the cursor's line, on a group's header: fold or open it."""
+
+        def __init__(self, grid: AgentGrid, key: str) -> None:
+            super().__init__()
+            self.grid = grid
+            self.key = key
 
     class AgentChosen(Message):
         """Enter, or a click on the cursor's line: the agent's detail."""
@@ -146,14 +165,20 @@ class AgentGrid(Widget, can_focus=True):
         """Index, among every row the grid would show, of the first row on screen."""
         self.total = 0
         """How many rows the grid would show (filtered agents)."""
-        self.shown_users: list[str] = []
-        """The userId on each line of the window, top to bottom."""
-        self._rows: Sequence[Agent] = ()
+        self.shown_users: list[str | None] = []
+        """The userId on each line of the window, top to bottom (``None``: a group)."""
+        self.shown_rows: list[Row] = []
+        """What each line of the window shows: an agent or a group's header."""
+        self._rows: Sequence[Row] = ()
+        self._groups: Mapping[str, Summary] = {}
+        self._filtered = False
+        self._widths: dict[str, int] = {}
         self._model: AgentTable | None = None
         self._now = 0.0
         self._tz: dt.tzinfo | None = None
         self._lines: list[tuple[Cell, ...]] = []
-        """What each line of the window shows: its cells, one per shown column."""
+        """What each line of the window shows: its cells, one per shown column (or a
+        :class:`GroupLine`)."""
         self._cursor = 0
         """The cursor's line in the window."""
         self._hover: int | None = None
@@ -177,12 +202,29 @@ class AgentGrid(Widget, can_focus=True):
 
     @property
     def selected_user(self) -> str | None:
-        """The userId of the row under the cursor."""
+        """The userId of the row under the cursor (``None`` on a group's header)."""
         return self.user_at(self._cursor)
+
+    @property
+    def selected_group(self) -> str | None:
+        """The group whose header is under the cursor."""
+        row = self.shown_rows[self._cursor] if self._cursor < len(self.shown_rows) else None
+        return row.key if isinstance(row, Group) else None
 
     def user_at(self, line: int) -> str | None:
         """The userId shown on line ``line`` of the window."""
         return self.shown_users[line] if 0 <= line < len(self.shown_users) else None
+
+    def line_of_group(self, key: str) -> int | None:
+        """The window's line showing the header of group ``key``, if shown."""
+        return next((i for i, row in enumerate(self.shown_rows)
+                     if isinstance(row, Group) and row.key == key), None)
+
+    def group_text(self, key: str) -> str:
+        """What the header line of group ``key`` says (the group must be shown)."""
+        line = self.line_of_group(key)
+        assert line is not None, key
+        return "".join(text for text, _ in self._lines[line])
 
     def user_cell(self, user_id: str, column: str) -> Text:
         """What the grid shows for ``user_id`` in ``column`` (the agent must be shown)."""
@@ -204,13 +246,16 @@ class AgentGrid(Widget, can_focus=True):
         self._segments.clear()
         self.refresh()
 
-    def reconcile(self, model: AgentTable, rows: Sequence[Agent], columns: Sequence[Column],
-                  now: float, tz: dt.tzinfo | None) -> None:
-        """Bring the grid in line with ``rows``: the cursor stays on its agent (and on
-        the same line of the screen, when it can); the rows around it are shown."""
+    def reconcile(self, model: AgentTable, rows: Sequence[Row], columns: Sequence[Column],
+                  now: float, tz: dt.tzinfo | None, *,
+                  groups: Mapping[str, Summary] | None = None, filtered: bool = False
+                  ) -> None:
+        """Bring the grid in line with ``rows``: the cursor stays on its agent or group
+        (and on the same line of the screen, when it can); the rows around it are shown.
+        ``groups``: each group's totals, for its header; ``filtered``: a filter is on."""
         fitted = fit_columns(columns, max(1, self.size.width - 1))
         key = tuple((c.key, c.width) for c in fitted)
-        selected = self.selected_user
+        selected, group = self.selected_user, self.selected_group
         line = self._cursor
         index = self.top + line
         if key != self.layout_key:
@@ -218,16 +263,22 @@ class AgentGrid(Widget, can_focus=True):
             self.rebuilds += 1
             self.columns = fitted
             self.shown_columns = [c.key for c in fitted]
+            self._widths = {c.key: c.width for c in fitted}
             self._lines = []
             self._strips.clear()
             self.refresh()
         self._model, self._rows, self._now, self._tz = model, rows, now, tz
+        self._groups, self._filtered = groups or {}, filtered
+        found: int | None = None
         if selected is not None:
             agent = model.agents.get(selected)
             # the same object: compare identities, never the dataclass's fields
             found = next((i for i, a in enumerate(rows) if a is agent), None)
-            if found is not None:
-                index = found
+        elif group is not None:
+            found = next((i for i, g in enumerate(rows)
+                          if isinstance(g, Group) and g.key == group), None)
+        if found is not None:
+            index = found
         index = max(0, min(index, len(rows) - 1))
         self._show(index - line, index)
 
@@ -241,19 +292,26 @@ class AgentGrid(Widget, can_focus=True):
         top = max(0, min(top, len(rows) - size))
         self.top, self.total = top, len(rows)
         window = rows[top:top + size]
-        columns, now, tz = self.shown_columns, self._now, self._tz
+        columns, now, tz, widths = self.shown_columns, self._now, self._tz, self._widths
         old = self._lines
         lines: list[tuple[Cell, ...]] = []
         changed: list[int] = []
-        for line, agent in enumerate(window):
-            cells = row_cells(model, agent, columns, now, tz)
-            drawn = tuple(cells[c] for c in columns)
+        for line, row in enumerate(window):
+            if isinstance(row, Group):
+                drawn: tuple[Cell, ...] = GroupLine(group_parts(
+                    model, row, self._groups.get(row.key), self._filtered,
+                    self.size.width - 2 * self.PADDING))
+            else:
+                cells = row_cells(model, row, columns, now, tz, widths)
+                drawn = tuple(cells[c] for c in columns)
             lines.append(drawn)
-            if line >= len(old) or old[line] != drawn:
+            if line >= len(old) or old[line] != drawn \
+                    or type(old[line]) is not type(drawn):
                 changed.append(line)
         changed.extend(range(len(lines), len(old)))  # lines left empty
         self._lines = lines
-        self.shown_users = [a.user_id for a in window]
+        self.shown_rows = list(window)
+        self.shown_users = [None if isinstance(r, Group) else r.user_id for r in window]
         changed.extend(self._place_cursor(cursor - top))
         self._refresh_lines(changed)
 
@@ -282,7 +340,8 @@ class AgentGrid(Widget, can_focus=True):
         again (focus, theme, width)."""
         looks = (self.rich_style, self.get_component_rich_style("agent-grid--header"),
                  self.get_component_rich_style("agent-grid--cursor"),
-                 self.get_component_rich_style("agent-grid--hover"), self.size.width)
+                 self.get_component_rich_style("agent-grid--hover"), self.size.width,
+                 self.get_component_rich_style("agent-grid--group"))
         if looks != self._looks:
             self._looks = looks
             self._strips.clear()
@@ -311,7 +370,9 @@ class AgentGrid(Widget, can_focus=True):
         return style
 
     def _draw_line(self, y: int, looks: tuple[Any, ...]) -> Strip:
-        base, header, cursor_style, hover_style, width = looks
+        base, header, cursor_style, hover_style, width, _ = looks
+        if 0 < y <= len(self._lines) and isinstance(self._lines[y - 1], GroupLine):
+            return self._draw_group(y - 1, looks)
         if y == 0:
             row, row_style, component = -1, header, Style()
             cells: Sequence[Cell] = [(c.label, "") for c in self.columns]
@@ -338,6 +399,34 @@ class AgentGrid(Widget, can_focus=True):
         if used > width:
             strip = strip.crop(0, width)
         return strip.adjust_cell_length(width, base).simplify()
+
+    def _draw_group(self, row: int, looks: tuple[Any, ...]) -> Strip:
+        """A group's header line: its parts across the whole width, cut with an
+        ellipsis when they do not fit."""
+        base, _, cursor_style, hover_style, width, group_style = looks
+        component = Style()
+        if row == self._hover:
+            component += hover_style
+        if row == self._cursor:
+            component += cursor_style
+        post = Style.from_color(color=component.color)
+        line_style = base + group_style + self._meta(row, 0) + component
+        room = max(0, width - 2 * self.PADDING)
+        segments = [Segment(" " * self.PADDING, line_style + post)]
+        used = 0
+        for text, state in self._lines[row]:
+            text = safe_text(text)
+            if used + cell_len(text) > room:
+                text = set_cell_size(text, max(0, room - used - 1)) + "…"
+                segments.append(Segment(text, line_style + self.styles_by_state.get(
+                    state, Style()) + post))
+                used = room
+                break
+            segments.append(Segment(text, line_style + self.styles_by_state.get(
+                state, Style()) + post))
+            used += cell_len(text)
+        segments.append(Segment(" " * (width - self.PADDING - used), line_style + post))
+        return Strip(segments).adjust_cell_length(width, base).simplify()
 
     def _cell(self, cell: Cell, width: int, pre: Style, post: Style, *, header: bool
               ) -> list[Segment]:
@@ -423,9 +512,11 @@ class AgentGrid(Widget, can_focus=True):
         self._move_window(self.total, self.total - 1)
 
     def action_choose(self) -> None:
-        user_id = self.selected_user
+        user_id, group = self.selected_user, self.selected_group
         if user_id is not None:
             self.post_message(self.AgentChosen(self, user_id))
+        elif group is not None:
+            self.post_message(self.GroupToggled(self, group))
 
     def _wheel(self, rows: int) -> bool:
         top = max(0, min(self.top + rows, self.total - self.window_size))
@@ -545,7 +636,8 @@ class EventLog(Static):
 
 def summary_text(summary: Summary, model: AgentTable, statuses: Sequence[str],
                  styles: Mapping[str, Style], width: int) -> Text:
-    """Three lines: presence, calls and breaches; totals by status; the chart."""
+    """Three lines: presence, calls and breaches; totals by status; the chart of idle
+    agents (online, available and not on a call) and of agents on a call."""
     online = summary.by_online
     first: list[tuple[str, str]] = [
         (f"{ONLINE_SYMBOLS['online']} {online.get('online', 0)} online", "online"),
@@ -569,13 +661,13 @@ def summary_text(summary: Summary, model: AgentTable, statuses: Sequence[str],
     for status in ordered:
         available = status == model.available_status
         symbol = AVAILABLE_SYMBOL if available else AWAY_SYMBOL
-        second += [(f"{symbol} {summary.by_status[status]} {status}",
+        second += [(f"{symbol} {summary.by_status[status]} {model.status_label(status)}",
                     "available" if available else "away"), ("  ", "")]
     chart_width = max(4, min(30, (width - 34) // 2))
     avail = [s.available for s in model.history]
     busy = [s.on_call for s in model.history]
     third = [
-        ("available ", ""), (sparkline(avail, chart_width).ljust(chart_width), "available"),
+        ("idle ", ""), (sparkline(avail, chart_width).ljust(chart_width), "available"),
         (f" {summary.available:<3}", "available"), ("  on call ", ""),
         (sparkline(busy, chart_width).ljust(chart_width), "talking"),
         (f" {summary.on_call}", "talking"),
@@ -588,12 +680,49 @@ def summary_text(summary: Summary, model: AgentTable, statuses: Sequence[str],
     return text
 
 
-def event_line(change: Change, tz: dt.tzinfo | None, styles: Mapping[str, Style]) -> Text:
-    """``12:01:02 team_a agent_1 manual_status: available → break``."""
+def event_line(change: Change, tz: dt.tzinfo | None, styles: Mapping[str, Style],
+               model: AgentTable | None = None) -> Text:
+    """``12:01:02 team_a Ann Lee manual_status: available → break``: users by their
+    names (with the user id where two share a name), call parties too."""
+
+    def who(user_id: str | None) -> str:
+        if user_id is None:
+            return "?"
+        return (model.party_label(user_id) if model is not None else None) or user_id
+
     old = value_text(change.old) or "–"
     new = value_text(change.new) or "–"
     parts = [(format_clock(change.time, tz) + " ", ""), (f"{change.topic or 'snapshot'} ", "idle"),
-             (f"{change.user_id} ", ""), (f"{change.attribute}: {old} → {new}", "")]
+             (f"{who(change.user_id)} ", ""), (f"{change.attribute}: {old} → {new}", "")]
     if change.call is not None and (change.call.caller or change.call.callee):
-        parts.append((f"  ({change.call.caller or '?'} → {change.call.callee or '?'})", "idle"))
+        parts.append((f"  ({who(change.call.caller)} → {who(change.call.callee)})", "idle"))
     return styled(parts, styles)
+
+
+class AlertList(Static):
+    """The alerts: those active now, latest first, then those cleared lately."""
+
+    DEFAULT_CSS = """
+    AlertList { height: 8; border-top: solid $warning; padding: 0 1; display: none;
+                text-wrap: nowrap; text-overflow: ellipsis; }
+    AlertList.-shown { display: block; }
+    """
+
+
+def alert_line(alert: Alert, model: AgentTable, now: float, tz: dt.tzinfo | None,
+               styles: Mapping[str, Style]) -> Text:
+    """``⚠ 08:53:45 Chloé Durand · sales after call work over 2:00, for 2:15 now``; a
+    cleared one says when it ended."""
+    agent = model.agents.get(alert.user_id)
+    name = model.label(agent) if agent is not None else alert.user_id
+    group = model.group_of(agent) if agent is not None else ""
+    who = f"{name} · {group}" if group else name
+    what = alert.what(model.status_labels)
+    if alert.cleared is None:
+        took = format_duration(max(0.0, now - alert.since))
+        return styled([(f"{BREACH_MARK} {format_clock(alert.fired, tz)} ", "breach"),
+                       (f"{who} ", ""), (f"{what}, for {took} now", "breach")], styles)
+    took = format_duration(max(0.0, alert.cleared - alert.since))
+    return styled([(f"✔ {format_clock(alert.fired, tz)} ", "idle"), (f"{who} ", "idle"),
+                   (f"{what}, ended {format_clock(alert.cleared, tz)} after {took}", "idle")],
+                  styles)

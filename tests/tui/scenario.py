@@ -132,3 +132,42 @@ async def answered(app: MonitorApp, group: str = "status") -> None:
     workers = [w for w in app.workers if w.group == group]
     if workers:  # (an empty list would mean "every worker", the feed's included)
         await app.workers.wait_for_complete(workers)
+
+
+def floor_snapshot() -> Snapshot:
+    """Two teams and a supervisor: agents with a ``team``, two of them named alike."""
+    values = []
+    people = [
+        ("s1", "Ana Berg", "sales", "online", "available", 300),
+        ("s2", "Kemi Dang", "sales", "online", "after_call_work", 150),
+        ("s3", "Luca Rossi", "sales", "offline", "lunch", 4000),
+        ("p1", "Kemi Dang", "support", "online", "break", 1000),
+        ("p2", "Omar Haddad", "support", "online", "available", 60),
+        ("p3", "Wen Tran", "support", "online", "available", 30),
+    ]
+    for user, name, team, online, status, ago in people:
+        values += [value(user, "onlineStatus", online, ago + 600, name),
+                   value(user, "manual_status", status, ago),
+                   value(user, "team", team, ago + 600)]
+    values += [value("supervisor", "onlineStatus", "online", 900, "Sam Super"),
+               value("supervisor", "manual_status", "available", 900)]
+    return Snapshot(TEAM, values, seq=10, epoch="e1")
+
+
+def floor_calls() -> Snapshot:
+    values = [
+        value("p2", "call", "Answered", 40, callId="c-1", **{"from": "+44 20 7946 0001",
+                                                             "to": "p2"}),
+        value("p3", "call", "Ringing", 12, callId="c-2", **{"from": "s1", "to": "p3"}),
+        value("s1", "call", "Calling", 12, callId="c-2", **{"from": "s1", "to": "p3"}),
+    ]
+    return Snapshot(CALLS, values, seq=3, epoch="e1")
+
+
+def supervisor_session() -> Session:
+    return Session("supervisor", (TEAM, CALLS), {"manual_status": ("supervisors",)},
+                   display_name="Sam Super", role="supervisor")
+
+
+def floor_events() -> list[Any]:
+    return [supervisor_session(), floor_snapshot(), floor_calls(), Link(CONNECTED)]

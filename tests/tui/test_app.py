@@ -65,7 +65,7 @@ async def test_grid_shows_one_row_per_agent_from_the_snapshots() -> None:
         assert "● 5 online  ○ 1 offline" in text
         assert "▶ 2 on call  ☎ 1 ringing" in text
         assert "⚠ 2 over limit" in text
-        assert "✔ 3 available  ◐ 1 break  ◐ 1 lunch  ◐ 1 after_call_work" in text
+        assert "✔ 3 available  ◐ 1 break  ◐ 1 lunch  ◐ 1 after call work" in text
 
 
 async def test_live_messages_update_cells_in_place_and_time_ticks() -> None:
@@ -210,7 +210,7 @@ async def test_event_log_toggles_and_lists_topic_messages() -> None:
         app.feed.push(message_event(41, "agent_1", "manual_status", "lunch", "available",
                                     at=NOW + 1))
         await settle(app, pilot)
-        assert "08:53:21 team_a agent_1 manual_status: available → lunch" in screen_text(app)
+        assert "08:53:21 team_a Ann Lee manual_status: available → lunch" in screen_text(app)
         await pilot.press("l")
         await settle(app, pilot)
         assert not log.display
@@ -400,7 +400,7 @@ async def test_help_is_generated_from_the_bindings() -> None:
         for key, words in (("/", "Filter"), ("s", "My status"), ("n", "Online only"),
                            ("c", "On a call only"), ("b", "Filter by status"),
                            ("r", "Reverse sort"), ("l", "Log"), ("q", "Quit"),
-                           ("⏎", "Agent detail")):
+                           ("⏎", "Agent detail (a group: fold / open)")):
             assert listed.get(key) == words, key
         assert "6=training" in listed["1-6"]
         text = screen_text(app)

@@ -87,7 +87,7 @@ async def test_a_hostile_hub_cannot_drive_the_terminal(term: RecordedTmux,
         await hub.publish("team_a", {"userId": "agent_3", "attribute": "manual_status",
                                      "oldValue": "available", "newValue": REVIEW_VALUE,
                                      "timestamp": int(time.time() * 1000)})
-        await wait_for(lambda: f"agent_3 manual_status: available → {REVIEW_VISIBLE}"
+        await wait_for(lambda: f"Chloé Durand manual_status: available → {REVIEW_VISIBLE}"
                        in term.screen(), "the message in the event log", term)
         screen = term.screen()
         assert r"◐ busy\x1b]0" in screen  # the status cell (cut to the column)
@@ -127,7 +127,8 @@ async def test_hostile_text_through_the_real_hub(hub: HubProcess, term: Recorded
         if reported.status_code == 200:
             await wait_for(lambda: r"call: – → Ringing  (+1555\x1b]0;TITLE\x1b\\x1b]52;c;"
                            in term.screen(), "the call in the event log", term)
-            assert r"☎ ringing ← +1555\x1b…" in term.screen()  # cut to the column
+            # cut to the column: the state's word gives way to the party
+            assert r"☎ ← +1555\x1b]0;TITLE…" in term.screen()
         assert "\u202e" not in term.screen()
         assert_terminal_untouched(term)
     finally:

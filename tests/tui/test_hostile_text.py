@@ -105,14 +105,15 @@ async def test_the_grid_status_lines_and_event_log_show_hostile_text_escaped() -
         assert grid.user_cell(user, "name").plain.startswith(r"Mal\x1b]0;NAME\x07 [bold red]")
         assert grid.user_cell(user, "status").plain == "◐ " + REVIEW_VISIBLE
         assert grid.user_cell(user, r"skill\x1b[8m").plain == r"\u202eevil\u2066"
+        # (too long for the column: the state's word gives way to the party)
         assert grid.user_cell(user, "call").plain == \
-            "▶ talking ← +1555" + r"\x1b]52;c;ZWNobyBwd25lZAo=\x1b" + "\\"
+            "▶ ← +1555" + r"\x1b]52;c;ZWNobyBwd25lZAo=\x1b" + "\\"
         text = screen_text(app)
         assert r"you: Sue\x1b[2J (sup\x1b]0;U\x07)" in text          # own status bar
         assert r"as sup\x1b]0;U\x07" in text                           # connection line
         assert r"skill\x1b[8m" in text                                 # a column header
         assert "◐ 2 " + REVIEW_VISIBLE in text                         # the summary
-        assert f"agent_1 manual_status: available → {REVIEW_VISIBLE}" in text  # the log
+        assert f"Ann Lee manual_status: available → {REVIEW_VISIBLE}" in text  # the log
 
         # the hub's words when the link drops, in the connection line
         app.feed.push(Link(RECONNECTING, NOW + 5, "closed: \x1b]0;DROP\x07 [b]x[/b]"))

@@ -40,7 +40,7 @@ async def test_after_shrinking_the_chart_fits_at_once_and_nothing_wraps(
         first, second, chart = summary_rows(app)
         # one line each, cut with an ellipsis when too long, never wrapped onto the next
         assert first.startswith(" ● 5 online") and second.startswith(" ✔ 3 available")
-        assert chart.startswith(" available ")
+        assert chart.startswith(" idle ")
         # the chart is drawn for the new width, with both counts, and nowhere else
         assert chart.rstrip().endswith(" 2") or chart.rstrip().endswith("…")
         assert cell_len(chart.rstrip()) <= width

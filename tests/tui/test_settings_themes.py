@@ -22,6 +22,7 @@ from monitor.tui.cells import (
 from monitor.tui.model import AgentTable, Thresholds
 from monitor.tui.settings import (
     BUILTIN_COLUMNS,
+    DEFAULT_COLUMNS,
     Settings,
     load_settings,
     parse_duration,
@@ -41,7 +42,7 @@ from tests.tui.scenario import NOW, calls_snapshot, team_snapshot
 def test_defaults_without_a_file(tmp_path: Path) -> None:
     settings = load_settings(tmp_path / "missing.toml")
     assert settings == Settings()
-    assert settings.columns == BUILTIN_COLUMNS
+    assert settings.columns == DEFAULT_COLUMNS == BUILTIN_COLUMNS[:-1]  # no user id
 
 
 def test_file_then_flags(tmp_path: Path) -> None:
@@ -198,9 +199,9 @@ def test_sparkline_scales_to_its_maximum() -> None:
 
 
 def test_columns_drop_lowest_priority_first_and_name_grows() -> None:
-    columns = [BUILTIN[c] for c in BUILTIN_COLUMNS] + [custom_column("skill")]
+    columns = [BUILTIN[c] for c in DEFAULT_COLUMNS] + [custom_column("skill")]
     wide = fit_columns(columns, 200)
-    assert [c.key for c in wide] == [*BUILTIN_COLUMNS, "skill"]
+    assert [c.key for c in wide] == [*DEFAULT_COLUMNS, "skill"]
     assert wide[0].width == 28  # the name took spare room up to its limit
     narrow = [c.key for c in fit_columns(columns, 79)]
     assert narrow == ["name", "online", "status", "status_time", "call", "call_time"]
@@ -226,7 +227,7 @@ def test_row_cells_say_the_state_in_words_and_symbols() -> None:
     assert eve["call"] == ("▶ talking ← +15550100", "talking")
     assert eve["call_time"] == ("1:35", "")
     six = row_cells(table, table.agents["agent_6"], columns, NOW, dt.UTC)
-    assert six["call"] == ("☎ ringing → agent_1", "ringing")
+    assert six["call"] == ("☎ ringing → Ann Lee", "ringing")  # a user: by name
     assert six["call_time"] == ("⚠ 0:25", "breach")
     dev = row_cells(table, table.agents["agent_4"], columns, NOW, dt.UTC)
     assert dev["online"] == ("○ offline", "offline")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from monitor.tui.feed import CONNECTED, RECONNECTING, Link, Session
-from tests.tui.scenario import NOW, make_app, message_event, settle
+from tests.tui.scenario import NOW, Clock, floor_events, make_app, message_event, settle
 
 
 async def _settled(pilot: Any) -> None:
@@ -61,3 +61,38 @@ def test_compact_own_status(snap_compare: Any) -> None:
     app = make_app([Session("agent_7", (), {"manual_status": ("team_a",)},
                             display_name="Gus Grant"), Link(CONNECTED)])
     assert snap_compare(app, terminal_size=(80, 24), run_before=_settled)
+
+
+def test_grouped_grid_80x24(snap_compare: Any) -> None:
+    """Two teams under their headers, the supervisor not counted, a shared name."""
+    assert snap_compare(make_app(floor_events()), terminal_size=(80, 24),
+                        run_before=_settled)
+
+
+def test_grouped_grid_wide_one_group_folded(snap_compare: Any) -> None:
+    async def run(pilot: Any) -> None:
+        await settle(pilot.app, pilot)
+        pilot.app.toggle_group("sales")
+        await settle(pilot.app, pilot)
+    assert snap_compare(make_app(floor_events(), theme="monitor-light"),
+                        terminal_size=(140, 30), run_before=run)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 50)])
+def test_wallboard(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(floor_events()), terminal_size=size, run_before=_then("w"))
+
+
+def test_alert_list(snap_compare: Any) -> None:
+    clock = Clock()
+
+    async def run(pilot: Any) -> None:
+        await settle(pilot.app, pilot)
+        clock.advance(10)  # a call rings past its limit
+        pilot.app.reconcile()
+        await pilot.press("a")
+        await settle(pilot.app, pilot)
+        await pilot.pause(0.1)
+
+    assert snap_compare(make_app(floor_events(), clock=clock), terminal_size=(100, 30),
+                        run_before=run)

@@ -267,7 +267,7 @@ def parse_attributes(raw: object) -> tuple[AttributeGrant, ...]:
                 continue
             raise TokenError(Result.TOKEN_PAYLOAD,
                              f"attribute {name!r} cannot publish to {ALL_CALL_STATUS}")
-        grant = AttributeGrant(name, topic)
+        grant = AttributeGrant(str(name), str(topic))  # both checked to be names above
         if grant not in grants:
             grants.append(grant)
     return tuple(grants)

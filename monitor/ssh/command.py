@@ -52,7 +52,7 @@ def _window(text: str) -> float:
 
 def add_ssh_command(sub: Any) -> None:
     """Register ``monitor ssh-serve``."""
-    from monitor.cli import add_config_flag
+    from monitor.flags import add_config_flag
 
     ssh = sub.add_parser(
         "ssh-serve", help="let supervisors and agents in with nothing but ssh",
@@ -109,7 +109,7 @@ def add_ssh_command(sub: Any) -> None:
 
 def _session_settings(path: str | None) -> str:
     """The checked monitor.toml for sessions (``os.devnull``: the defaults)."""
-    from monitor.cli import UsageError
+    from monitor.flags import UsageError
     from monitor.tui.settings import load_settings
 
     if path is None:
@@ -138,7 +138,7 @@ def _door_options(args: argparse.Namespace) -> Any:
 
 def _roles_door(args: argparse.Namespace) -> Any:
     """The door of a roles file, authorized keys and the config's API key."""
-    from monitor.cli import UsageError, config_from_args
+    from monitor.flags import UsageError, config_from_args
     from monitor.ssh.keys import AuthorizedKeys
     from monitor.ssh.roles import load_roles
     from monitor.ssh.server import Door, RolesPolicy, hub_url_from_config

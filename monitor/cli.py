@@ -32,6 +32,7 @@ from monitor.tokens import (
     verify_rest_token,
 )
 from monitor.tui.cli import add_tui_command
+from monitor.web.command import add_web_command
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -198,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tui_command(sub)
     add_demo_command(sub)
     add_ssh_command(sub)
+    add_web_command(sub)
     return parser
 
 

@@ -28,7 +28,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     options = DemoOptions(agents=args.agents, speed=args.speed, seed=args.seed,
                           data=Path(args.data).expanduser() if args.data else None,
                           headless=args.headless, duration=args.duration,
-                          ssh_port=args.ssh)
+                          ssh_port=args.ssh, web_port=args.web)
     try:
         return asyncio.run(run_demo(options))
     except KeyboardInterrupt:
@@ -53,4 +53,6 @@ def add_demo_command(sub: Any) -> None:
                       help="stop after S seconds (default: until Ctrl-C or q)")
     demo.add_argument("--ssh", type=int, metavar="PORT",
                       help="also let anyone watch over SSH: ssh -p PORT demo@127.0.0.1")
+    demo.add_argument("--web", type=int, metavar="PORT",
+                      help="also let anyone watch in a browser: http://127.0.0.1:PORT/")
     demo.set_defaults(handler=cmd_demo)

@@ -43,6 +43,7 @@ class DemoOptions:
     headless: bool = False
     duration: float | None = None  # stop by itself after so many seconds (headless runs)
     ssh_port: int | None = None  # also open the SSH door (monitor.ssh) on this port
+    web_port: int | None = None  # also open the web door (monitor.web) on this port
 
 
 def free_port() -> int:
@@ -74,10 +75,12 @@ class Demo:
             attributes=[AttributeGrant("manual_status", topic),
                         AttributeGrant("onlineStatus", topic)])
 
-    def supervisor_token(self) -> str:
+    def supervisor_token(self, user_id: str = SUPERVISOR_ID,
+                         display_name: str = "Supervisor") -> str:
+        """The supervisor's token (another ``user_id``: a supervisor of the web door)."""
         return mint_client_token(
-            self.key.sid, self.key.secret, SUPERVISOR_ID, ttl_s=TOKEN_TTL_S,
-            display_name="Supervisor",
+            self.key.sid, self.key.secret, user_id, ttl_s=TOKEN_TTL_S,
+            display_name=display_name,
             subscribe=[*(team_topic(t) for t in TEAMS), CALL_TOPIC, SUPERVISOR_TOPIC],
             attributes=[AttributeGrant("manual_status", SUPERVISOR_TOPIC),
                         AttributeGrant("onlineStatus", SUPERVISOR_TOPIC)])
@@ -187,16 +190,22 @@ async def run_demo(options: DemoOptions) -> int:
     _quiet_logs(options.data)
     demo = Demo(options)
     await demo.start()
-    door = None
+    door = web = None
     try:
         if options.ssh_port is not None:
             from monitor.ssh.server import open_demo_door
 
             door = await open_demo_door(demo, options.ssh_port)
+        if options.web_port is not None:
+            from monitor.web.server import open_demo_web
+
+            web = await open_demo_web(demo, options.web_port)
         if options.headless:
             demo.print_attach_help(sys.stdout)
             if door is not None:
                 print(f"Over SSH: ssh -p {door.port} demo@127.0.0.1", flush=True)
+            if web is not None:
+                print(f"In a browser: {web.url}", flush=True)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             import signal
@@ -214,6 +223,8 @@ async def run_demo(options: DemoOptions) -> int:
             app = MonitorApp(HubFeed(demo.ws_url, demo.supervisor_token()), settings)
             await app.run_async()
     finally:
+        if web is not None:
+            await web.close()
         if door is not None:
             await door.close()
         await demo.stop()

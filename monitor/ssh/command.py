@@ -40,7 +40,7 @@ def _duration(text: str, flag: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _seconds(text: str) -> float:
+def idle_seconds(text: str) -> float:
     if text.strip() in ("0", "0s", "never"):
         return 0.0
     return _duration(text, "--idle-timeout")
@@ -78,7 +78,7 @@ def add_ssh_command(sub: Any) -> None:
     ssh.add_argument("--max-sessions", type=_positive_int, default=20, metavar="N",
                      help="sessions at once; one more is told to come back later "
                           "(default 20)")
-    ssh.add_argument("--idle-timeout", type=_seconds, default=3600.0, metavar="DURATION",
+    ssh.add_argument("--idle-timeout", type=idle_seconds, default=3600.0, metavar="DURATION",
                      help="close a session after this long without a keystroke, e.g. 30m "
                           "(default 1h; 0: never)")
     ssh.add_argument("--max-auth-tries", type=_positive_int, default=MAX_AUTH_TRIES,
@@ -107,7 +107,7 @@ def add_ssh_command(sub: Any) -> None:
     ssh.set_defaults(handler=cmd_ssh_serve)
 
 
-def _session_settings(path: str | None) -> str:
+def session_settings(path: str | None) -> str:
     """The checked monitor.toml for sessions (``os.devnull``: the defaults)."""
     from monitor.flags import UsageError
     from monitor.tui.settings import load_settings
@@ -139,9 +139,10 @@ def _door_options(args: argparse.Namespace) -> Any:
 def _roles_door(args: argparse.Namespace) -> Any:
     """The door of a roles file, authorized keys and the config's API key."""
     from monitor.flags import UsageError, config_from_args
+    from monitor.ssh.access import RolesPolicy, hub_url_from_config
     from monitor.ssh.keys import AuthorizedKeys
     from monitor.ssh.roles import load_roles
-    from monitor.ssh.server import Door, RolesPolicy, hub_url_from_config
+    from monitor.ssh.server import Door
 
     if not args.roles or not args.authorized_keys:
         raise UsageError("ssh-serve needs --roles FILE and --authorized-keys DIR|FILE "
@@ -164,7 +165,7 @@ def _roles_door(args: argparse.Namespace) -> Any:
     hub_url = args.hub or hub_url_from_config(config.hub.host, config.hub.ws_port)
     policy = RolesPolicy(roles, key.sid, key.secret, path=roles_path)
     return Door(policy, hub_url, _door_options(args), authorized_keys=keys,
-                settings_path=_session_settings(args.settings))
+                settings_path=session_settings(args.settings))
 
 
 async def _wait_for_signal() -> None:
@@ -195,13 +196,14 @@ async def _serve(args: argparse.Namespace, door: Any) -> int:
         return 0
 
     from monitor.demo.run import Demo, DemoOptions
-    from monitor.ssh.server import DemoPolicy, Door
+    from monitor.ssh.access import DemoPolicy
+    from monitor.ssh.server import Door
 
     demo = Demo(DemoOptions(agents=args.demo_agents, headless=True))
     await demo.start()
     try:
         door = Door(DemoPolicy(demo), demo.ws_url, _door_options(args), authorized_keys=None,
-                    settings_path=_session_settings(args.settings))
+                    settings_path=session_settings(args.settings))
         await door.start()
         try:
             host = "HOST" if args.host in ("0.0.0.0", "::") else args.host
@@ -223,7 +225,7 @@ def cmd_ssh_serve(args: argparse.Namespace) -> int:
     # Bad flags and files are reported before anything starts or logs.
     door = None if args.demo else _roles_door(args)
     if args.demo:
-        _session_settings(args.settings)
+        session_settings(args.settings)
     setup_logging("info")
     if door is not None:
         _warn_about(door)

@@ -11,16 +11,17 @@ import contextlib
 import logging
 import math
 import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import asyncssh
 
 from monitor.config import ConfigError, user_data_dir
+from monitor.ssh.access import DemoPolicy, Policy, SessionFiles
+from monitor.ssh.access import RolesPolicy as RolesPolicy  # re-exported: its old home
+from monitor.ssh.access import hub_url_from_config as hub_url_from_config
+from monitor.ssh.access import sweep_stale_session_files as sweep_stale_session_files
 from monitor.ssh.keys import HOST_KEY_NAME, AuthorizedKeys, load_or_create_host_key
 from monitor.ssh.limits import (
     LOGIN_FAILURE_WINDOW_S,
@@ -28,164 +29,18 @@ from monitor.ssh.limits import (
     MAX_LOGIN_FAILURES,
     LoginThrottle,
 )
-from monitor.ssh.roles import Access, Roles, load_roles
+from monitor.ssh.roles import Access
 from monitor.ssh.session import MonitorSession
-from monitor.tokens import mint_client_token
 
 if TYPE_CHECKING:
     from monitor.demo.run import Demo
 
 log = logging.getLogger("monitor.ssh")
 
-TOKEN_TTL_S = 3600
-TOKEN_REFRESH_S = 900.0  # a token file always holds a token with 45 minutes or more left
-
 
 def default_host_key_path() -> Path:
     """Where the door keeps its host key unless told otherwise."""
     return user_data_dir() / HOST_KEY_NAME
-
-
-class Policy(Protocol):
-    """Who may come in, and the token each one gets."""
-
-    def access(self, login: str) -> Access | None: ...
-
-    def mint(self, access: Access) -> str: ...
-
-
-class RolesPolicy:
-    """Users from a roles file; tokens signed with the project's API key.
-
-    With ``path``, the file is read again when it changes (at the next login), so users
-    come and go without a restart; an edit that does not parse is logged and the last
-    good roles stay.
-    """
-
-    def __init__(self, roles: Roles, key_sid: str, secret: str, *, path: Path | None = None,
-                 ttl_s: int = TOKEN_TTL_S) -> None:
-        self.roles = roles
-        self.key_sid = key_sid
-        self.secret = secret
-        self.path = path
-        self.ttl_s = ttl_s
-        self._stamp = self._file_stamp()
-
-    def _file_stamp(self) -> tuple[int, int] | None:
-        if self.path is None:
-            return None
-        try:
-            stat = self.path.stat()
-        except OSError:
-            return None
-        return stat.st_mtime_ns, stat.st_size
-
-    def current(self) -> Roles:
-        """The roles, read again first if the file changed."""
-        stamp = self._file_stamp()
-        if stamp is not None and stamp != self._stamp:
-            self._stamp = stamp
-            assert self.path is not None
-            try:
-                self.roles = load_roles(self.path)
-            except ConfigError as exc:
-                log.error("event=roles_invalid error=%r kept=previous", str(exc))
-            else:
-                log.info("event=roles_reloaded path=%s users=%d", self.path,
-                         len(self.roles.users))
-        return self.roles
-
-    def access(self, login: str) -> Access | None:
-        return self.current().access(login)
-
-    def mint(self, access: Access) -> str:
-        return mint_client_token(self.key_sid, self.secret, access.user_id,
-                                 subscribe=access.subscribe, attributes=access.attributes,
-                                 display_name=access.display_name, ttl_s=self.ttl_s)
-
-
-@dataclass
-class DemoPolicy:
-    """Anyone: the demo's supervisor view, read-only."""
-
-    demo: Demo
-
-    def access(self, login: str) -> Access | None:
-        from monitor.demo.scenario import SUPERVISOR_ID
-
-        return Access(SUPERVISOR_ID, display_name="Supervisor", read_only=True)
-
-    def mint(self, access: Access) -> str:
-        return self.demo.supervisor_token()
-
-
-def sweep_stale_session_files() -> None:
-    """Remove the session directories of doors that died without cleaning up (SIGKILL)."""
-    for path in Path(tempfile.gettempdir()).glob("monitor-ssh-*-*"):
-        pid = path.name.split("-")[2]
-        try:
-            if not pid.isdigit() or path.stat().st_uid != os.getuid():
-                continue
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-            log.info("event=stale_session_files_removed path=%s", path)
-        except OSError:
-            continue
-
-
-class SessionFiles:
-    """Each session's private directory (mode 0700): its token file, rewritten before the
-    token expires, and its home, so whatever the monitor saves (a screenshot) stays
-    there and goes with the session."""
-
-    def __init__(self, mint: Callable[[Access], str], refresh_s: float = TOKEN_REFRESH_S) -> None:
-        sweep_stale_session_files()
-        # mode 0700; the door's pid in the name lets a later door clear up after a crash
-        self.directory = tempfile.mkdtemp(prefix=f"monitor-ssh-{os.getpid()}-")
-        self._mint = mint
-        self._refresh_s = refresh_s
-        self._active: dict[int, Access] = {}
-        self._task = asyncio.create_task(self._refresh_forever(), name="ssh-token-refresh")
-
-    def home(self, session_id: int) -> Path:
-        return Path(self.directory) / f"session-{session_id}"
-
-    def token_path(self, session_id: int) -> Path:
-        return self.home(session_id) / "token"
-
-    def create(self, session_id: int, access: Access) -> Path:
-        """Make the session's directory with a fresh token for ``access``; the directory."""
-        self.home(session_id).mkdir(mode=0o700)
-        self._active[session_id] = access
-        self._write(session_id)
-        return self.home(session_id)
-
-    def _write(self, session_id: int) -> None:
-        path = self.token_path(session_id)
-        new = path.with_suffix(".new")
-        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(self._mint(self._active[session_id]) + "\n")
-        os.replace(new, path)  # a reader never sees half a token
-
-    def remove(self, session_id: int) -> None:
-        self._active.pop(session_id, None)
-        shutil.rmtree(self.home(session_id), ignore_errors=True)
-
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._refresh_s)
-            for session_id in list(self._active):
-                try:
-                    self._write(session_id)
-                except OSError as exc:
-                    log.warning("event=token_refresh_failed session=%d error=%r",
-                                session_id, str(exc))
-
-    def close(self) -> None:
-        self._task.cancel()
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 @dataclass
@@ -333,31 +188,12 @@ class DoorConnection(asyncssh.SSHServer):
         if peer:
             self.host = str(peer[0])
             self.peer = f"{peer[0]}:{peer[1]}"
-        # Refused before the key exchange: a flood from a blocked address costs a banner
-        # and a packet per connection.
-        self._refuse_if_blocked()
-
-    def _refuse_if_blocked(self) -> bool:
-        """Cut the connection if its address is blocked; True if so. One line per blocked
-        address was logged when the block began: refusals are not logged one by one."""
-        wait = self.door.throttle.blocked_for(self.host)
-        if wait <= 0 or self.conn is None:
-            return False
-        if self.refusal != "blocked":
-            self.refusal = "blocked"
-            log.debug("event=connection_refused peer=%s reason=blocked seconds=%d",
-                      self.peer, math.ceil(wait))
-            asyncio.get_running_loop().call_soon(
-                self.conn.disconnect, asyncssh.DISC_HOST_NOT_ALLOWED_TO_CONNECT,
-                f"too many failed logins from {self.host}; try again in "
-                f"{math.ceil(wait)} s")
-        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.door.connections.discard(self)
         if self.authenticated or self.refusal == "blocked":
             return
-        if self.login is None and not self.failures:
+        if self.login is None:
             return  # never tried to log in (a port scan, ssh-keyscan)
         reason = self.refusal or ("key_not_authorized" if self.keys_tried
                                   else "no_key_offered")
@@ -372,27 +208,32 @@ class DoorConnection(asyncssh.SSHServer):
                         math.ceil(throttle.blocked_for(self.host)))
 
     def _failed_attempt(self) -> None:
-        """One more failed attempt on this connection: past the limit, cut it."""
+        """One more failed attempt on this connection: at the limit, it is cut."""
         self.failures += 1
-        if self.failures >= self.door.options.max_auth_tries and self.conn is not None \
-                and self.refusal != "too_many_auth_failures":
+        if self.failures >= self.door.options.max_auth_tries:
             self.refusal = "too_many_auth_failures"
-            # after the current request is answered, not from inside asyncssh's handler
-            asyncio.get_running_loop().call_soon(
-                self.conn.disconnect, asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
-                "too many authentication failures")
+            # asyncssh answers an exception from its callbacks with this disconnect,
+            # instead of answering the request
+            raise asyncssh.PermissionDenied("too many authentication failures")
 
     def begin_auth(self, username: str) -> bool:
-        if self.login is not None:
-            self._failed_attempt()  # a new user name on the same connection: a guess
+        first = self.login is None
         self.login = username
         self.access = self.door.policy.access(username)
         if self.door.authorized_keys is None:
             return False  # the demo: anyone, no key needed
-        if self.refusal == "too_many_auth_failures" or self._refuse_if_blocked():
-            # being cut (too many tries here, or the address got blocked while this
-            # connection was in its key exchange): no key of anyone's will do
-            return True
+        wait = self.door.throttle.blocked_for(self.host)
+        if wait > 0:
+            # Refused at its first request, before any key is looked at. Not logged one
+            # by one: the block was, once, when it began.
+            self.refusal = "blocked"
+            log.debug("event=connection_refused peer=%s reason=blocked seconds=%d",
+                      self.peer, math.ceil(wait))
+            raise asyncssh.DisconnectError(
+                asyncssh.DISC_HOST_NOT_ALLOWED_TO_CONNECT,
+                f"too many failed logins from {self.host}; try again in {math.ceil(wait)} s")
+        if not first:
+            self._failed_attempt()  # a new user name on the same connection: a guess
         self.refusal = None
         if self.access is None:
             self.refusal = "unknown_user"
@@ -432,17 +273,6 @@ class DoorConnection(asyncssh.SSHServer):
         session = MonitorSession(self.door, self.access, self.login, self.peer)
         self.door.track(session)
         return self.conn.create_server_channel(encoding=None), session
-
-
-def hub_url_from_config(host: str, ws_port: int) -> str:
-    """The WebSocket URL of a hub configured to listen on ``host``:``ws_port``."""
-    if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "[::1]"
-    elif ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"ws://{host}:{ws_port}/"
 
 
 async def open_demo_door(demo: Demo, port: int, host: str = "127.0.0.1",

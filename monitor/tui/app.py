@@ -23,7 +23,7 @@ from textual.css.query import NoMatches
 from textual.markup import escape as escape_markup
 from textual.screen import Screen
 from textual.theme import Theme
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from monitor.tui.cells import (
     AVAILABLE_SYMBOL,
@@ -528,11 +528,9 @@ class MonitorApp(App[None]):
     def action_sort_reverse(self) -> None:
         self.set_sort(self.sort.column, not self.sort.reverse)
 
-    @on(DataTable.HeaderSelected)
-    def header_clicked(self, event: DataTable.HeaderSelected) -> None:
-        key = event.column_key.value
-        if key is not None:
-            self.set_sort(key)
+    @on(AgentGrid.HeaderClicked)
+    def header_clicked(self, event: AgentGrid.HeaderClicked) -> None:
+        self.set_sort(event.column)
 
     def set_filter(self, **changes: Any) -> None:
         self.filter = replace(self.filter, **changes)
@@ -591,11 +589,9 @@ class MonitorApp(App[None]):
         if user_id is not None:
             self.push_screen(AgentDetail(self.model, user_id, self.clock, self.tz))
 
-    @on(DataTable.RowSelected)
-    def row_chosen(self, event: DataTable.RowSelected) -> None:
-        user_id = self.query_one(AgentGrid).user_at(event.cursor_row)
-        if user_id is not None:
-            self.push_screen(AgentDetail(self.model, user_id, self.clock, self.tz))
+    @on(AgentGrid.AgentChosen)
+    def agent_chosen(self, event: AgentGrid.AgentChosen) -> None:
+        self.push_screen(AgentDetail(self.model, event.user_id, self.clock, self.tz))
 
     def help_keys(self, screen: Screen[Any] | None = None) -> list[tuple[str, str]]:
         """(keys, description) of every enabled binding of ``screen``: the keys of one

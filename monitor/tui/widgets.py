@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from rich.cells import cell_len, set_cell_size
@@ -11,20 +11,19 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
-from textual._types import SegmentLines
 from textual.binding import Binding, BindingType
-from textual.coordinate import Coordinate
 from textual.geometry import Region
 from textual.message import Message
 from textual.strip import Strip
-from textual.widgets import DataTable, Static
-from textual.widgets.data_table import ColumnKey, RowKey
+from textual.widget import Widget
+from textual.widgets import Static
 
 from monitor.tui.cells import (
     AVAILABLE_SYMBOL,
     AWAY_SYMBOL,
     BREACH_MARK,
     CALL_SYMBOLS,
+    CELL_PADDING,
     ONLINE_SYMBOLS,
     Cell,
     Column,
@@ -55,62 +54,131 @@ def styled(parts: Sequence[tuple[str, str]], styles: Mapping[str, Style]) -> Tex
     return text
 
 
-class AgentGrid(DataTable):
-    """The agents, one row each, reconciled from the model cell by cell.
+class AgentGrid(Widget, can_focus=True):
+    """The agents, one line each, drawn through Textual's Line API from the model's rows.
 
-    The table holds only the rows on screen: a window of the sorted, filtered agents.
-    Its rows are the lines of the window (keyed by position, ``"0"``, ``"1"``…), and what
-    changes is which agent each line shows: a sort, a filter, a live reorder or a moved
-    window is cell updates, never rows added, removed or sorted (each of which makes a
-    DataTable lay the screen out and repaint it whole, at a cost growing with its rows).
-    Moving the cursor past the window's edge, a page, to the top or the bottom, or the
-    mouse wheel moves the window.
+    The grid is a window over the sorted, filtered agents: ``top`` is the index of the
+    first agent on screen, and each line of the window shows one agent's cells (``(text,
+    state)`` pairs, :func:`row_cells`). A reconcile compares every line's cells with what
+    was last drawn and refreshes only the lines that changed: a sort, a filter, a live
+    reorder or a moved window changes which agent a line shows, never what the widget
+    holds. :meth:`render_line` draws a line segment by segment into a :class:`Strip`,
+    kept until that line, the cursor, the hover or the styles change.
+
+    The cursor is a line of the window and stays on its agent through reconciles (on the
+    same line of the screen when it can). Moving it past the window's edge, a page, to
+    the first or the last agent, or the mouse wheel moves the window. Text is drawn as
+    plain text, passed through :func:`safe_text` once more where it is drawn.
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "select_cursor", "Agent detail", show=False)]
+        Binding("up", "cursor_up", "Previous agent", show=False),
+        Binding("down", "cursor_down", "Next agent", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("ctrl+home,home", "first", "First agent", show=False),
+        Binding("ctrl+end,end", "last", "Last agent", show=False),
+        Binding("enter", "choose", "Agent detail", show=False),
+    ]
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "agent-grid--header", "agent-grid--cursor", "agent-grid--hover"}
     DEFAULT_CSS = """
-    AgentGrid { height: 1fr; }
-    AgentGrid.-stale { text-opacity: 60%; }
+    AgentGrid {
+        height: 1fr;
+        background: $surface;
+        color: $foreground;
+        &:focus {
+            background-tint: $foreground 5%;
+            & > .agent-grid--cursor {
+                background: $block-cursor-background;
+                color: $block-cursor-foreground;
+                text-style: $block-cursor-text-style;
+            }
+            & > .agent-grid--header { background-tint: $foreground 5%; }
+        }
+        & > .agent-grid--header { text-style: bold; background: $panel; color: $foreground; }
+        &:ansi > .agent-grid--header { background: ansi_bright_blue; color: ansi_default; }
+        & > .agent-grid--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
+        & > .agent-grid--hover { background: $block-hover-background; }
+        &.-stale { text-opacity: 60%; }
+    }
     """
     UNSIZED_WINDOW = 100
-    """Rows held before the table knows its height."""
+    """Rows held before the grid knows its height."""
     WHEEL_ROWS = 3
+    PADDING = CELL_PADDING // 2
+    """Blank cells on each side of a cell's text."""
 
     class WindowMoved(Message):
         """The window moved without a reconcile (cursor keys, wheel): the view line's
         "rows a-b" is out of date."""
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", **kwargs)  # type: ignore[arg-type]
+    class HeaderClicked(Message):
+        """A column's header was clicked: sort by it."""
+
+        def __init__(self, grid: AgentGrid, column: str) -> None:
+            super().__init__()
+            self.grid = grid
+            self.column = column
+
+    class AgentChosen(Message):
+        """Enter, or a click on the cursor's line: the agent's detail."""
+
+        def __init__(self, grid: AgentGrid, user_id: str) -> None:
+            super().__init__()
+            self.grid = grid
+            self.user_id = user_id
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.layout_key: tuple[object, ...] = ()
+        self.columns: list[Column] = []
+        """The columns shown, as fitted to the width."""
         self.shown_columns: list[str] = []
-        self._cells: dict[tuple[str, str], Cell] = {}
         self.styles_by_state: dict[str, Style] = {}
         self.rebuilds = 0
         """How many times the columns were laid out anew (tests watch this)."""
         self.top = 0
-        """Index, among every row the grid would show, of the first row in the table."""
+        """Index, among every row the grid would show, of the first row on screen."""
         self.total = 0
         """How many rows the grid would show (filtered agents)."""
+        self.shown_users: list[str] = []
+        """The userId on each line of the window, top to bottom."""
         self._rows: Sequence[Agent] = ()
         self._model: AgentTable | None = None
         self._now = 0.0
         self._tz: dt.tzinfo | None = None
+        self._lines: list[tuple[Cell, ...]] = []
+        """What each line of the window shows: its cells, one per shown column."""
+        self._cursor = 0
+        """The cursor's line in the window."""
+        self._hover: int | None = None
+        """The line under the mouse, while the mouse is over the grid."""
+        self._strips: dict[int, Strip] = {}
+        self._looks: tuple[Any, ...] | None = None
+        self._segments: dict[tuple[Any, ...], list[Segment]] = {}
         self._metas: dict[tuple[int, int], Style] = {}
-        self._cell_lines: dict[tuple[Any, ...], list[Segment]] = {}
-        self._line_style: Style | None = None
-        self.shown_users: list[str] = []
-        """The userId on each line of the window, top to bottom."""
 
-    def forget_cells(self) -> None:
-        """Repaint every cell on the next reconcile (after a theme change)."""
-        self._cells.clear()
+    # -- what it shows ------------------------------------------------------------------
+
+    @property
+    def cursor_row(self) -> int:
+        """The cursor's line in the window (0 is the first agent on screen)."""
+        return self._cursor
+
+    @property
+    def row_count(self) -> int:
+        """How many lines of the window show an agent."""
+        return len(self._lines)
 
     @property
     def selected_user(self) -> str | None:
         """The userId of the row under the cursor."""
-        return self.user_at(self.cursor_row)
+        return self.user_at(self._cursor)
 
     def user_at(self, line: int) -> str | None:
         """The userId shown on line ``line`` of the window."""
@@ -118,42 +186,41 @@ class AgentGrid(DataTable):
 
     def user_cell(self, user_id: str, column: str) -> Text:
         """What the grid shows for ``user_id`` in ``column`` (the agent must be shown)."""
-        return self.get_cell(str(self.shown_users.index(user_id)), column)
+        text, state = self._lines[self.shown_users.index(user_id)][
+            self.shown_columns.index(column)]
+        return Text(safe_text(text), style=self.styles_by_state.get(state, Style()),
+                    no_wrap=True, overflow="ellipsis")
 
     @property
     def window_size(self) -> int:
-        """How many rows fit on screen."""
-        height = self.scrollable_content_region.height - (
-            self.header_height if self.show_header else 0)
+        """How many rows fit on screen (below the header)."""
+        height = self.size.height - 1
         return height if height > 0 else self.UNSIZED_WINDOW
 
-    def _text(self, cell: Cell) -> Text:
-        style = self.styles_by_state.get(cell[1], Style())
-        return Text(safe_text(cell[0]), style=style, no_wrap=True, overflow="ellipsis")
-
-    def _relayout(self, columns: Sequence[Column]) -> None:
-        self.rebuilds += 1
-        self.clear(columns=True)
-        self._cells.clear()
-        self.shown_users = []
-        for column in columns:
-            self.add_column(Text(safe_text(column.label), no_wrap=True), width=column.width,
-                            key=column.key)
-        self.shown_columns = [c.key for c in columns]
+    def forget_cells(self) -> None:
+        """Draw every line anew on the next reconcile (after a theme change)."""
+        self._lines = []
+        self._strips.clear()
+        self._segments.clear()
+        self.refresh()
 
     def reconcile(self, model: AgentTable, rows: Sequence[Agent], columns: Sequence[Column],
                   now: float, tz: dt.tzinfo | None) -> None:
-        """Bring the table in line with ``rows``: the cursor stays on its agent (and on
+        """Bring the grid in line with ``rows``: the cursor stays on its agent (and on
         the same line of the screen, when it can); the rows around it are shown."""
-        width = self.scrollable_content_region.width or self.size.width
-        fitted = fit_columns(columns, max(1, width - 1))
+        fitted = fit_columns(columns, max(1, self.size.width - 1))
         key = tuple((c.key, c.width) for c in fitted)
         selected = self.selected_user
-        line = self.cursor_row if self.row_count else 0
+        line = self._cursor
         index = self.top + line
         if key != self.layout_key:
             self.layout_key = key
-            self._relayout(fitted)
+            self.rebuilds += 1
+            self.columns = fitted
+            self.shown_columns = [c.key for c in fitted]
+            self._lines = []
+            self._strips.clear()
+            self.refresh()
         self._model, self._rows, self._now, self._tz = model, rows, now, tz
         if selected is not None:
             agent = model.agents.get(selected)
@@ -165,146 +232,76 @@ class AgentGrid(DataTable):
         self._show(index - line, index)
 
     def _show(self, top: int, cursor: int) -> None:
-        """Show the window of rows starting at ``top`` (clamped), cursor on row ``cursor``."""
-        model, rows, now, tz = self._model, self._rows, self._now, self._tz
+        """Show the window of rows starting at ``top`` (clamped), cursor on row ``cursor``;
+        refresh the lines whose cells changed."""
+        model, rows = self._model, self._rows
         if model is None:
             return
         size = self.window_size
         top = max(0, min(top, len(rows) - size))
         self.top, self.total = top, len(rows)
         window = rows[top:top + size]
-        while self.row_count > len(window):  # fewer rows than lines: only after a filter
-            self.remove_row(str(self.row_count - 1))
-            for column in self.shown_columns:
-                self._cells.pop((str(self.row_count), column), None)
-        columns = self.shown_columns
-        changed: list[tuple[str, str, Text]] = []
+        columns, now, tz = self.shown_columns, self._now, self._tz
+        old = self._lines
+        lines: list[tuple[Cell, ...]] = []
+        changed: list[int] = []
         for line, agent in enumerate(window):
-            key = str(line)
             cells = row_cells(model, agent, columns, now, tz)
-            if line >= self.row_count:
-                self.add_row(*(self._text(cells[c]) for c in columns), key=key)
-                for column in columns:
-                    self._cells[(key, column)] = cells[column]
-                continue
-            for column in columns:
-                cell = cells[column]
-                if self._cells.get((key, column)) != cell:
-                    self._cells[(key, column)] = cell
-                    changed.append((key, column, self._text(cell)))
+            drawn = tuple(cells[c] for c in columns)
+            lines.append(drawn)
+            if line >= len(old) or old[line] != drawn:
+                changed.append(line)
+        changed.extend(range(len(lines), len(old)))  # lines left empty
+        self._lines = lines
         self.shown_users = [a.user_id for a in window]
-        self._update_cells(changed)
-        if window:
-            line = max(0, min(cursor - top, len(window) - 1))
-            if line != self.cursor_row:
-                self.move_cursor(row=line, animate=False)
+        changed.extend(self._place_cursor(cursor - top))
+        self._refresh_lines(changed)
 
-    def _update_cells(self, changed: Sequence[tuple[str, str, Text]]) -> None:
-        """Put new texts in cells and repaint only the rows they are in.
+    def _place_cursor(self, line: int) -> list[int]:
+        """Put the cursor on ``line`` of the window (clamped); the lines to draw again."""
+        line = max(0, min(line, len(self._lines) - 1))
+        if line == self._cursor:
+            return []
+        before, self._cursor = self._cursor, line
+        return [before, line]
 
-        ``DataTable.update_cell`` bumps a counter that every render cache of the table is
-        keyed on: one changed cell re-renders every row. Here, where the time columns
-        change some cell of most rows every second, that was most of the app's CPU; so
-        the cells' data is set directly and only the cached renders of the changed cells,
-        rows and lines are dropped (every row is one line high; the window never scrolls).
-        """
-        if not changed:
-            return
-        rows: set[RowKey] = set()
-        cells: set[tuple[RowKey, ColumnKey]] = set()
-        for line, column, text in changed:
-            row_key, column_key = RowKey(line), ColumnKey(column)
-            self._data[row_key][column_key] = text
-            rows.add(row_key)
-            cells.add((row_key, column_key))
-        indices = {self._row_locations.get(key) for key in rows}
-        header = self.header_height if self.show_header else 0
-        lines = {index + header for index in indices if index is not None}
-        caches: list[tuple[Any, Callable[[Any], bool]]] = [
-            (self._row_renderable_cache, lambda key: key[1] in indices),
-            (self._cell_render_cache, lambda key: (key[0], key[1]) in cells),
-            (self._row_render_cache, lambda key: key[0] in rows),
-            (self._line_cache, lambda key: key[0] in lines),
-        ]
-        for cache, stale in caches:
-            if 2 * len(rows) > self.row_count:  # most rows changed: cheaper to drop all
-                cache.clear()
-                continue
-            for key in [key for key in cache.keys() if stale(key)]:  # noqa: SIM118 (not a dict)
-                cache.discard(key)
-        for index in indices:
-            if index is not None:
-                self.refresh_row(index)
+    def _refresh_lines(self, lines: Iterable[int]) -> None:
+        """Draw these lines of the window again (the header is the screen's line 0)."""
+        width = self.size.width
+        regions = []
+        for line in set(lines):
+            self._strips.pop(line + 1, None)
+            regions.append(Region(0, line + 1, width, 1))
+        if regions:
+            self.refresh(*regions)
 
-    # Rendering: DataTable renders every cell through Rich (Padding, Styled, a console
-    # render), about a millisecond per row here; a full repaint of the window after a sort
-    # or a cursor move cost tens of milliseconds. Our cells are one-line Texts without
-    # spans, so a row is put together here directly, segment by segment, exactly as that
-    # path would (tests compare both); anything else takes DataTable's own path.
+    # -- drawing ------------------------------------------------------------------------
 
-    def _render_line_in_row(self, row_key: RowKey, line_no: int, base_style: Style,
-                            cursor_location: Coordinate, hover_location: Coordinate
-                            ) -> tuple[SegmentLines, SegmentLines]:
-        if line_no != 0 or self.fixed_columns or self.fixed_rows or self.zebra_stripes \
-                or self.cursor_type != "row" or self.cell_padding < 0 \
-                or (self._labelled_row_exists and self.show_row_labels):
-            return super()._render_line_in_row(row_key, line_no, base_style,
-                                               cursor_location, hover_location)
-        cache_key = (row_key, line_no, base_style, cursor_location, hover_location,
-                     self.cursor_type, self.show_cursor, self._show_hover_cursor,
-                     self._update_count, self._pseudo_class_state)
-        cached = self._row_render_cache.get(cache_key)
-        if cached is not None:
-            return cached
-        header = row_key is self._header_row_key
-        row_index = -1 if header else self._row_locations.get(row_key)
-        if row_index is None:
-            row_index = -1
-        if header:
-            row_style = self.get_component_styles("datatable--header").rich_style
-            labels: list[Any] = [column.label for column in self.ordered_columns]
-            cells = labels
-        else:
-            cells = list(self._data[row_key].get(column.key) for column in self.ordered_columns)
-        row = self.rows.get(row_key)
-        if not header and (row is None or row.height != 1):
-            return super()._render_line_in_row(row_key, line_no, base_style,
-                                               cursor_location, hover_location)
-        if not header:
-            row_style = base_style
-        cursor = cursor_location.row == row_index
-        hover = hover_location.row == row_index
-        component, post = self._get_styles_to_render_cell(
-            header, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor,
-            self.cursor_foreground_priority == "css",
-            self.cursor_background_priority == "css")
-        padding = self.cell_padding
-        line: list[list[Segment]] = []
-        for column_index, (column, cell) in enumerate(zip(self.ordered_columns, cells,
-                                                          strict=True)):
-            segments = self._fast_cell(cell, column.get_render_width(self), padding,
-                                       row_style + self._meta(row_index, column_index)
-                                       + component, post, header)
-            if segments is None:
-                return super()._render_line_in_row(row_key, line_no, base_style,
-                                                   cursor_location, hover_location)
-            line.append(segments)
-        # the rest of the line, as DataTable extends it for a row cursor
-        table_width = sum(column.get_render_width(self) for column in self.ordered_columns)
-        extend, _ = self._get_styles_to_render_cell(
-            row_index == -1, False, False,
-            self._should_highlight(hover_location, Coordinate(row_index or 0, 0), "row"),
-            row_index == cursor_location.row, self.show_cursor, self._show_hover_cursor,
-            False, False)
-        extend = row_style + extend + self._meta(row_index, -1)
-        line.append([Segment(" " * max(0, self.size.width - table_width), extend)])
-        pair: tuple[SegmentLines, SegmentLines] = ([], line)
-        self._row_render_cache[cache_key] = pair
-        return pair
+    def _current_looks(self) -> tuple[Any, ...]:
+        """The styles every line is drawn with: when any changes, every line is drawn
+        again (focus, theme, width)."""
+        looks = (self.rich_style, self.get_component_rich_style("agent-grid--header"),
+                 self.get_component_rich_style("agent-grid--cursor"),
+                 self.get_component_rich_style("agent-grid--hover"), self.size.width)
+        if looks != self._looks:
+            self._looks = looks
+            self._strips.clear()
+        return looks
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._current_looks()
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        looks = self._looks or self._current_looks()
+        strip = self._strips.get(y)
+        if strip is None:
+            strip = self._strips[y] = self._draw_line(y, looks)
+        return strip
 
     def _meta(self, row: int, column: int) -> Style:
-        """The meta DataTable gives a cell (mouse clicks find it); column -1: the space
-        after the last column."""
+        """Where a cell is (``row`` -1: the header; ``column`` -1: the space after the
+        last column), as mouse events find it in the cell's style."""
         key = (row, column)
         style = self._metas.get(key)
         if style is None:
@@ -313,132 +310,180 @@ class AgentGrid(DataTable):
             style = self._metas[key] = Style.from_meta(meta)
         return style
 
-    def render_lines(self, crop: Region) -> list[Strip]:
-        self._line_style = self.rich_style  # DataTable asks for it line by line
-        try:
-            return super().render_lines(crop)
-        finally:
-            self._line_style = None
+    def _draw_line(self, y: int, looks: tuple[Any, ...]) -> Strip:
+        base, header, cursor_style, hover_style, width = looks
+        if y == 0:
+            row, row_style, component = -1, header, Style()
+            cells: Sequence[Cell] = [(c.label, "") for c in self.columns]
+        elif y - 1 < len(self._lines):
+            row, row_style, component = y - 1, base, Style()
+            cells = self._lines[row]
+            if row == self._hover:
+                component += hover_style
+            if row == self._cursor:
+                component += cursor_style
+        else:
+            return Strip.blank(width, base)
+        # The cursor's colour wins over a cell's own; its background does not.
+        post = Style.from_color(color=component.color)
+        segments: list[Segment] = []
+        used = 0
+        for index, (column, cell) in enumerate(zip(self.columns, cells, strict=True)):
+            pre = row_style + self._meta(row, index) + component
+            segments += self._cell(cell, column.width, pre, post, header=row < 0)
+            used += column.width + CELL_PADDING
+        extend = row_style + component + self._meta(row, -1)
+        segments.append(Segment(" " * max(0, width - used), extend))
+        strip = Strip(segments)
+        if used > width:
+            strip = strip.crop(0, width)
+        return strip.adjust_cell_length(width, base).simplify()
 
-    def render_line(self, y: int) -> Strip:
-        if self.fixed_rows or self._line_style is None:
-            return super().render_line(y)
-        scroll_x, scroll_y = self.scroll_offset
-        if y >= (self.header_height if self.show_header else 0):
-            y += scroll_y
-        return self._render_line(y, scroll_x, scroll_x + self.size.width, self._line_style)
-
-    def _fast_cell(self, cell: object, width: int, padding: int, pre: Style, post: Style,
-                   header: bool) -> list[Segment] | None:
-        """One cell's line as DataTable renders a one-line Text without spans (Padding
-        around it, styles layered pre + text + post); ``None`` for anything else. The
-        same text in the same place (the same styles) is drawn once."""
-        if not isinstance(cell, Text):
-            return None
-        key = (cell.plain, cell.style, cell.overflow, width, padding, pre, post)
-        segments = self._cell_lines.get(key)
+    def _cell(self, cell: Cell, width: int, pre: Style, post: Style, *, header: bool
+              ) -> list[Segment]:
+        """One cell: its text (cut to ``width``, with an ellipsis for a value), padded,
+        in its state's style under the line's. The same text in the same place (the
+        same styles) is drawn once."""
+        text, state = cell
+        style = self.styles_by_state.get(state, Style())
+        key = (text, style, width, pre, post, header)
+        segments = self._segments.get(key)
         if segments is None:
-            segments = self._draw_cell(cell, width, padding, pre, post)
-            if segments is not None:
-                if len(self._cell_lines) > 4096:
-                    self._cell_lines.clear()
-                self._cell_lines[key] = segments
+            segments = self._draw_cell(safe_text(text), style, width, pre, post, header)
+            if len(self._segments) > 4096:
+                self._segments.clear()
+            self._segments[key] = segments
         return segments
 
-    @staticmethod
-    def _draw_cell(cell: Text, width: int, padding: int, pre: Style, post: Style
-                   ) -> list[Segment] | None:
-        if cell.spans or not cell.plain \
-                or "\n" in cell.plain or "\t" in cell.plain or cell.end != "\n":
-            return None
-        inner = width - 2 * padding
-        if inner <= 0:
-            return None
-        text = cell.plain
-        overflow = cell.overflow or "fold"
-        if overflow not in ("fold", "ellipsis", "crop"):
-            return None
-        if cell_len(text) > inner:
-            text = set_cell_size(text, inner - 1) + "…" if overflow == "ellipsis" \
-                else set_cell_size(text, inner)
-        if isinstance(cell.style, str) and cell.style:
-            return None
-        used = cell_len(text)
+    @classmethod
+    def _draw_cell(cls, text: str, style: Style, width: int, pre: Style, post: Style,
+                   header: bool) -> list[Segment]:
         plain = pre + post
-        text_style = (pre + cell.style) + post if isinstance(cell.style, Style) else plain
-        segments = []
-        if padding:
-            segments.append(Segment(" " * padding, plain))
-        segments.append(Segment(text, text_style))
-        if used < inner:
-            segments.append(Segment(" " * (inner - used), plain))
-        if padding:
-            segments.append(Segment(" " * padding, plain))
+        if cell_len(text) > width:  # values end with an ellipsis; labels are cut
+            text = set_cell_size(text, width) if header or width < 2 \
+                else set_cell_size(text, width - 1) + "…"
+        used = cell_len(text)
+        pad = " " * cls.PADDING
+        segments = [Segment(pad, plain)]
+        if text:
+            segments.append(Segment(text, (pre + style) + post))
+        if used < width:
+            segments.append(Segment(" " * (width - used), plain))
+        segments.append(Segment(pad, plain))
         return segments
+
+    # -- keys, mouse and wheel ----------------------------------------------------------
 
     def _move_window(self, top: int, cursor: int) -> None:
+        """Show the window from ``top``, the cursor on row ``cursor``; the mouse's
+        highlight goes (the keys moved the cursor)."""
+        self._set_hover(None)
         before = self.top
+        if top == before and top <= cursor < top + len(self._lines):
+            self._refresh_lines(self._place_cursor(cursor - top))
+            return
         self._show(top, cursor)
         if self.top != before:
             self.post_message(self.WindowMoved())
 
-    # Keys and the wheel move the window where the table alone would stop at its edge.
+    def _move_to(self, index: int) -> None:
+        """Put the cursor on row ``index``, moving the window as little as it must."""
+        if not self.total:
+            return
+        index = max(0, min(index, self.total - 1))
+        top = self.top
+        if index < top:
+            top = index
+        elif index >= top + self.window_size:
+            top = index - self.window_size + 1
+        self._move_window(top, index)
+
+    def move_cursor(self, row: int) -> None:
+        """Put the cursor on line ``row`` of the window."""
+        self._move_to(self.top + row)
 
     def action_cursor_down(self) -> None:
-        if self.row_count and self.cursor_row >= self.row_count - 1 \
-                and self.top + self.row_count < self.total:
-            self._set_hover_cursor(False)
-            self._move_window(self.top + 1, self.top + self.cursor_row + 1)
-        else:
-            super().action_cursor_down()
+        self._move_to(self.top + self._cursor + 1)
 
     def action_cursor_up(self) -> None:
-        if self.row_count and self.cursor_row == 0 and self.top > 0:
-            self._set_hover_cursor(False)
-            self._move_window(self.top - 1, self.top - 1)
-        else:
-            super().action_cursor_up()
+        self._move_to(self.top + self._cursor - 1)
 
     def action_page_down(self) -> None:
-        self._set_hover_cursor(False)
         size = self.window_size
-        self._move_window(self.top + size, min(self.total - 1, self.top + self.cursor_row + size))
+        self._move_window(self.top + size, min(self.total - 1, self.top + self._cursor + size))
 
     def action_page_up(self) -> None:
-        self._set_hover_cursor(False)
         size = self.window_size
-        self._move_window(self.top - size, max(0, self.top + self.cursor_row - size))
+        self._move_window(self.top - size, max(0, self.top + self._cursor - size))
 
-    def action_scroll_top(self) -> None:
-        self._set_hover_cursor(False)
+    def action_first(self) -> None:
         self._move_window(0, 0)
 
-    def action_scroll_bottom(self) -> None:
-        self._set_hover_cursor(False)
+    def action_last(self) -> None:
         self._move_window(self.total, self.total - 1)
+
+    def action_choose(self) -> None:
+        user_id = self.selected_user
+        if user_id is not None:
+            self.post_message(self.AgentChosen(self, user_id))
 
     def _wheel(self, rows: int) -> bool:
         top = max(0, min(self.top + rows, self.total - self.window_size))
         if top == self.top:
             return False
-        cursor = max(top, min(self.top + self.cursor_row, top + self.window_size - 1))
+        cursor = max(top, min(self.top + self._cursor, top + self.window_size - 1))
+        before = self._hover
         self._move_window(top, cursor)
+        self._set_hover(before)
         return True
 
-    def _on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
         if not (event.ctrl or event.shift) and self._wheel(self.WHEEL_ROWS):
-            event.prevent_default()
             event.stop()
 
-    def _on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
         if not (event.ctrl or event.shift) and self._wheel(-self.WHEEL_ROWS):
-            event.prevent_default()
             event.stop()
 
-    def _on_resize(self, event: events.Resize) -> None:
+    def _set_hover(self, line: int | None) -> None:
+        if line is not None and not 0 <= line < len(self._lines):
+            line = None
+        if line != self._hover:
+            lines = [x for x in (self._hover, line) if x is not None]
+            self._hover = line
+            self._refresh_lines(lines)
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        offset = event.get_content_offset(self)
+        self._set_hover(None if offset is None else offset.y - 1)
+
+    def on_leave(self, event: events.Leave) -> None:
+        self._set_hover(None)
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        if offset.y == 0:
+            right = 0
+            for column in self.columns:
+                right += column.width + CELL_PADDING
+                if offset.x < right:
+                    self.post_message(self.HeaderClicked(self, column.key))
+                    break
+            return
+        line = offset.y - 1
+        if 0 <= line < len(self._lines):
+            if line == self._cursor:
+                self.action_choose()
+            else:
+                self._refresh_lines(self._place_cursor(line))
+            event.stop()
+
+    def on_resize(self, event: events.Resize) -> None:
         """More or fewer rows fit: fill the window anew around the cursor."""
         if self._model is not None:
-            self._show(self.top, self.top + self.cursor_row)
+            self._show(self.top, self.top + self._cursor)
 
 
 class OwnStatusBar(Static):

@@ -155,35 +155,32 @@ async def _flood(port: int, key: asyncssh.SSHKey, count: int) -> list[BaseExcept
 @pytest.mark.slow
 def test_an_address_with_too_many_failed_logins_is_refused_until_they_age_out(
         keys: Keys, module_hub: HubProcess) -> None:
+    # The window is long enough for what happens while blocked, on a slow machine too.
     door = keys.door(module_hub, "throttle", "--max-login-failures", "3",
-                     "--login-failure-window", "6s").start()
+                     "--login-failure-window", "10s").start()
     try:
-        started = time.monotonic()
         for _ in range(3):
             assert door.ssh("sup", keys.strangers[0], "-T").returncode == 255
         wait_until(lambda: door.events("login_blocked"), "the block", 10, door.log)
         assert door.events("login_blocked")[0]["address"] == "127.0.0.1"
-        # now even the right key is refused, with the reason and the wait. (The refusal
-        # comes before the key exchange, with the socket closed at once: a client that
-        # has not read it by then sees only the connection close, hence a few tries.)
-        tries = [door.ssh("sup", keys.sup, "-T") for _ in range(3)]
-        assert all(done.returncode == 255 and not done.stdout for done in tries)
-        assert any("too many failed logins from 127.0.0.1; try again in" in done.stderr
-                   for done in tries), tries
+        # now even the right key is refused, with the reason and the wait
+        done = door.ssh("sup", keys.sup, "-T")
+        assert done.returncode == 255 and not done.stdout
+        assert "too many failed logins from 127.0.0.1; try again in" in done.stderr
         # a flood from the address: all refused before any key is looked at, and not
         # logged one by one
         flooded = time.monotonic()
         results = asyncio.run(_flood(door.port, asyncssh.read_private_key(keys.sup), 100))
-        assert all(isinstance(r, asyncssh.DisconnectError) for r in results), results[:3]
-        assert any(r.code == 1 and "too many failed logins" in r.reason  # type: ignore[union-attr]
-                   for r in results)
+        assert all(isinstance(r, asyncssh.DisconnectError) and r.code == 1
+                   and "too many failed logins" in r.reason for r in results), results[:3]
         assert time.monotonic() - flooded < 5
         assert len(refusals(door)) == 3 and len(door.events("login_blocked")) == 1
         assert not door.events("login")
-        # once the failures are a window old, the user is let in again
-        time.sleep(max(0.0, started + 6.5 - time.monotonic()))
-        done = door.ssh("sup", keys.sup, "-T")
-        assert done.returncode == 1 and "needs a terminal" in done.stdout
+        # once the failures are a window old, the user is let in again (attempts while
+        # blocked do not count: trying again and again does no harm)
+        wait_until(lambda: door.ssh("sup", keys.sup, "-T").returncode == 1,
+                   "the address to be let in again", 20, door.log)
+        assert len(door.events("login")) == 1
     finally:
         door.stop()
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from rich.text import Text
-from textual.widgets import DataTable, Input
-from textual.widgets.data_table import ColumnKey
+from textual.widgets import Input
 
 from monitor.tui.app import MonitorApp
 from monitor.tui.feed import CONNECTED, CONNECTING, OFFLINE, RECONNECTING, Link, Session
@@ -491,13 +489,12 @@ async def test_q_quits_cleanly_and_closes_the_feed() -> None:
     assert [e async for e in app.feed.events()] == []
 
 
-async def test_header_selected_message_sorts_too() -> None:
+async def test_header_clicked_message_sorts_too() -> None:
     app = make_app()
     async with app.run_test(size=WIDE) as pilot:
         await settle(app, pilot)
         table = grid(app)
-        table.post_message(DataTable.HeaderSelected(table, ColumnKey("call"), 4,
-                                                    Text("Call")))
+        table.post_message(AgentGrid.HeaderClicked(table, "call"))
         await settle(app, pilot)
         assert app.sort.column == "call"
         assert row_ids(app)[:2] == ["agent_5", "agent_6"]

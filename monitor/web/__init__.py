@@ -1,0 +1,1 @@
+"""The web door: the monitor in a browser (``monitor web``)."""

@@ -32,6 +32,7 @@ from monitor.tokens import (
     verify_rest_token,
 )
 from monitor.tui.cli import add_tui_command
+from monitor.tui.text import safe_data
 from monitor.web.command import add_web_command
 
 Handler = Callable[[argparse.Namespace], int]
@@ -88,8 +89,9 @@ def cmd_token_decode(args: argparse.Namespace) -> int:
     except Exception as exc:  # pyjwt raises several types for garbage
         print(f"cannot decode: {exc}", file=sys.stderr)
         return 1
-    print("header:  " + json.dumps(header, indent=2, ensure_ascii=False))
-    print("payload: " + json.dumps(payload, indent=2, ensure_ascii=False))
+    # A token is anyone's text: controls a terminal would act on are shown escaped.
+    print("header:  " + json.dumps(safe_data(header), indent=2, ensure_ascii=False))
+    print("payload: " + json.dumps(safe_data(payload), indent=2, ensure_ascii=False))
     try:
         config = config_from_args(args)
     except ConfigError as exc:

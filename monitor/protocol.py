@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from enum import IntEnum
 from typing import Any, TypeGuard
 
@@ -146,6 +147,13 @@ CONTROL_CHARS_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 def has_control_chars(text: str) -> bool:
     """True when ``text`` holds a control character (C0, DEL, C1, U+2028, U+2029)."""
     return CONTROL_CHARS_RE.search(text) is not None
+
+
+def has_hidden_chars(text: str) -> bool:
+    """True when ``text`` holds a character that is not shown as itself: a control, a
+    format character (a right-to-left override, a zero-width space), a surrogate, a line
+    or paragraph separator. Identifiers (user ids, call parties) may hold none."""
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in text)
 
 
 def is_valid_value(value: object) -> bool:

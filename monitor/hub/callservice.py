@@ -24,7 +24,7 @@ from monitor.hub.calls import (
 )
 from monitor.hub.port import HubPort
 from monitor.hub.state import CallRow, Effects, Session
-from monitor.protocol import CALL, CallService, Result, encode, reply
+from monitor.protocol import CALL, CallService, Result, encode, has_hidden_chars, reply
 
 log = logging.getLogger("monitor.hub")
 
@@ -125,6 +125,8 @@ class Calls:
         """A telephony system reports a call's status; unknown calls start here."""
         if not isinstance(call_id, str) or not 1 <= len(call_id) <= MAX_CALL_ID_CHARS:
             raise CallError("callId must be 1-128 characters", Result.INVALID_REQUEST)
+        if has_hidden_chars(call_id):
+            raise CallError("callId has control or format characters", Result.INVALID_REQUEST)
         new_status = parse_status(status)
         now = self.hub.now_ms()
         current = self.book.find(project_id, call_id)
@@ -134,6 +136,9 @@ class Calls:
             for name, value in (("from", from_), ("to", to)):
                 if not isinstance(value, str) or not 1 <= len(value) <= 128:
                     raise CallError(f"{name} must be 1-128 characters", Result.INVALID_REQUEST)
+                if has_hidden_chars(value):  # shown in every supervisor's monitor
+                    raise CallError(f"{name} has control or format characters",
+                                    Result.INVALID_REQUEST)
             assert isinstance(from_, str) and isinstance(to, str)
             # A telephony system may first report a call when it already rings or talks.
             call = Call(project_id, call_id, from_, to, new_status, Direction.EXTERNAL, now, now,

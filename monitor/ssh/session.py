@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
@@ -201,8 +201,8 @@ class MonitorSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                      "sessions=%d", self.login, self.peer, process.pid, self._term,
                      self._size[0], self._size[1], len(self._door.sessions))
             exited = asyncio.create_task(process.wait())
-            await asyncio.wait({exited, idle, self._ending},
-                               return_when=asyncio.FIRST_COMPLETED)
+            waited: set[asyncio.Future[Any]] = {exited, idle, self._ending}
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
             if exited.done():
                 reason = "quit"
                 self._finish(exited.result())

@@ -188,8 +188,17 @@ def _options(args: argparse.Namespace) -> Any:
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise UsageError("give both --tls-cert and --tls-key, or neither")
-    if args.public_url and not args.public_url.startswith(("http://", "https://")):
-        raise UsageError(f"--public-url {args.public_url}: expected http://... or https://...")
+    if args.public_url:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(args.public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise UsageError(f"--public-url {args.public_url}: expected http://HOST/ or "
+                             "https://HOST/")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            # the page's scripts, login and WebSocket are at the root of the host
+            raise UsageError(f"--public-url {args.public_url}: the door must be at the root "
+                             "of its host name, not under a path")
     options = WebOptions(host=args.host, port=args.port, max_sessions=args.max_sessions,
                          idle_timeout=args.idle_timeout, public_url=args.public_url,
                          settings_path=session_settings(args.settings))

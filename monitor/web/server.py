@@ -210,6 +210,24 @@ class WebOptions:
     login_failure_window: float = LOGIN_FAILURE_WINDOW_S
 
 
+class _ToOurLog(logging.Handler):
+    """Sends textual-serve's and aiohttp's log records to ours, as one escaped field: by
+    default they would go to the root logger, and from there raw to standard error,
+    which may be the demo's monitor's terminal."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.log(record.levelno, "event=library_log logger=%s message=%r", record.name,
+                record.getMessage())
+
+
+def _adopt_library_logs() -> None:
+    for name in ("textual-serve", "aiohttp"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _ToOurLog) for h in logger.handlers):
+            logger.addHandler(_ToOurLog())
+        logger.propagate = False
+
+
 def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     """A server TLS context (TLS 1.2 or later) from PEM files."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -459,6 +477,7 @@ class WebDoor:
         if options.tls_cert is not None:
             assert options.tls_key is not None
             context = tls_context(options.tls_cert, options.tls_key)
+        _adopt_library_logs()
         self.files = SessionFiles(self.gate.mint, prefix="monitor-web")
         app = web.Application(client_max_size=MAX_MESSAGE_BYTES,
                               middlewares=[self._guard])

@@ -90,6 +90,7 @@ class Browser:
                     "--disable-dev-shm-usage", "--disable-features=Translate,MediaRouter,"
                     "OptimizationHints,AutofillServerCommunication",
                     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+                    "--no-proxy-server",
                     f"--window-size={width},{height}", f"--user-data-dir={self.profile}"):
             options.add_argument(arg)
         options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})

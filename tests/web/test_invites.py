@@ -162,3 +162,5 @@ def test_serve_flags_are_checked_before_anything_starts(
     assert "--tls-cert and --tls-key" in capsys.readouterr().err
     assert main(["web", "--demo", "--public-url", "monitor.example.com"]) == 2
     assert "expected http://" in capsys.readouterr().err
+    assert main(["web", "--demo", "--public-url", "https://example.com/monitor/"]) == 2
+    assert "root of its host name" in capsys.readouterr().err

@@ -199,6 +199,13 @@ def test_expired_and_forged_invitations_are_refused(door: WebDoorProcess,
     browser.wait_for(lambda: "not valid" in browser.driver.find_element("tag name", "body").text,
                      "the login page to refuse a forged invitation", 10, door.log)
     door.wait_for_event("login_refused", reason="bad_signature")
+    # The check that pages reach no other host sees such a request (as textual-serve's
+    # own page makes, for its web font); this browser resolves no other host, so the
+    # request goes nowhere.
+    browser.get("data:text/html,<link rel=stylesheet "
+                "href='https://fonts.googleapis.com/css?family=Roboto%20Mono'>")
+    with pytest.raises(AssertionError, match=r"fonts\.googleapis\.com"):
+        only_this_host(browser, door.port)
     # An invitation for a user the roles file does not know is never printed.
     done = door.command("invite", "--user", "mallory")
     assert done.returncode == 2 and "no user 'mallory'" in done.stderr

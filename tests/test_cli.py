@@ -295,9 +295,10 @@ def test_decode_shows_controls_in_a_token_escaped(capsys: pytest.CaptureFixture[
     hostile = "Eve\x9b2J\u202e\x1b]0;TITLE\x07"
     token = jwt.encode({"iss": SID, "exp": 2**31, "userId": "eve", "displayName": hostile},
                        SECRET, algorithm="HS256")
-    code, out, _ = decode(capsys, config_file, token)
+    _, out, _ = decode(capsys, config_file, token)
     assert not any(ch in out for ch in "\x1b\x07\x9b\u202e"), repr(out)
     assert shown(out)[1]["displayName"] == "Eve\\x9b2J\\u202e\\x1b]0;TITLE\\x07"
+    assert verdict(out).startswith("verifies: no")  # a displayName with controls: r = 7
 
 
 def test_decode_strips_whitespace(capsys: pytest.CaptureFixture[str], config_file: Path) -> None:

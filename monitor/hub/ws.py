@@ -284,7 +284,8 @@ class Peers:
         for targets, text in sends:
             # Hot path: a type() test, not isinstance, for the frame or the function making
             # it; the state's handles are this endpoint's Peers.
-            data = ws_frame(text if type(text) is str else text())  # type: ignore[operator]
+            made = text if type(text) is str else text()  # type: ignore[operator]  # type()
+            data = ws_frame(made)
             for peer in cast("Sequence[Peer]", targets):
                 if peer.closing:
                     continue

@@ -195,8 +195,8 @@ async def _serve(args: argparse.Namespace, door: Any) -> int:
             await door.close()
         return 0
 
+    from monitor.demo.doors import DemoPolicy
     from monitor.demo.run import Demo, DemoOptions
-    from monitor.ssh.access import DemoPolicy
     from monitor.ssh.server import Door
 
     demo = Demo(DemoOptions(agents=args.demo_agents, headless=True))

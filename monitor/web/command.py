@@ -260,8 +260,9 @@ async def _serve(args: argparse.Namespace, door: Any) -> int:
             await door.close()
         return 0
 
+    from monitor.demo.doors import DemoGate
     from monitor.demo.run import Demo, DemoOptions
-    from monitor.web.server import DemoGate, WebDoor
+    from monitor.web.server import WebDoor
 
     demo = Demo(DemoOptions(agents=args.demo_agents, headless=True))
     await demo.start()

@@ -13,14 +13,13 @@ from typing import Any
 from monitor import __version__
 from monitor.config import (
     CONFIG_FILE_NAME,
-    Config,
     ConfigError,
     HubSettings,
-    load_config,
     user_config_dir,
     write_initial_config,
 )
 from monitor.demo.command import add_demo_command
+from monitor.flags import UsageError, add_config_flag, add_hub_setting_flags, config_from_args
 from monitor.hub.command import add_hub_command
 from monitor.ssh.command import add_ssh_command
 from monitor.tokens import (
@@ -33,42 +32,10 @@ from monitor.tokens import (
     verify_rest_token,
 )
 from monitor.tui.cli import add_tui_command
+from monitor.tui.text import safe_data
 from monitor.web.command import add_web_command
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-class UsageError(Exception):
-    """A command-line mistake: printed as one line, exit status 2."""
-
-
-# -- shared flags --------------------------------------------------------------------
-
-
-def add_config_flag(parser: argparse.ArgumentParser) -> None:
-    """``--config``: which hub.toml to read."""
-    parser.add_argument("--config", metavar="FILE",
-                        help="hub.toml to read (default: $MONITOR_CONFIG, ./hub.toml, "
-                             "then the user config dir)")
-
-
-def add_hub_setting_flags(parser: argparse.ArgumentParser,
-                          only: Sequence[str] | None = None) -> None:
-    """One ``--name`` flag per [hub] setting (or those in ``only``)."""
-    for f in fields(HubSettings):
-        if only is not None and f.name not in only:
-            continue
-        parser.add_argument("--" + f.name.replace("_", "-"), dest="setting_" + f.name,
-                            metavar=f.name.upper(), default=None,
-                            help=f"override [hub] {f.name} (default {f.default!r})")
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    """Load the config the way every command does: file, environment, then flags."""
-    flags = {k.removeprefix("setting_"): v for k, v in vars(args).items()
-             if k.startswith("setting_")}
-    return load_config(getattr(args, "config", None), flags=flags)
-
 
 # -- token ---------------------------------------------------------------------------
 
@@ -122,8 +89,9 @@ def cmd_token_decode(args: argparse.Namespace) -> int:
     except Exception as exc:  # pyjwt raises several types for garbage
         print(f"cannot decode: {exc}", file=sys.stderr)
         return 1
-    print("header:  " + json.dumps(header, indent=2, ensure_ascii=False))
-    print("payload: " + json.dumps(payload, indent=2, ensure_ascii=False))
+    # A token is anyone's text: controls a terminal would act on are shown escaped.
+    print("header:  " + json.dumps(safe_data(header), indent=2, ensure_ascii=False))
+    print("payload: " + json.dumps(safe_data(payload), indent=2, ensure_ascii=False))
     try:
         config = config_from_args(args)
     except ConfigError as exc:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from enum import IntEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -97,13 +98,25 @@ MAX_REQUEST_ID_CHARS = 64  # a string requestId; an integer one must fit in 64 b
 MAX_CLIENT_FIELD_CHARS = 128  # deviceId, browserId, sessionId, platform, sdkVersion
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the hub sends (docs/protocol.md), and what a client makes of
+    them. One list for the hub, its cluster nodes and the client SDK."""
+
+    GOING_AWAY = 1001  # the hub is shutting down: reconnect
+    UNSUPPORTED = 1003  # a binary frame
+    INVALID_DATA = 1007  # not UTF-8, not JSON, not an object
+    TOO_BIG = 1009  # a frame over 64 KiB (sent by the WebSocket library)
+    INTERNAL_ERROR = 1011  # a request failed unexpectedly: this connection only
+    SERVICE_RESTART = 1012  # a node resynced with Redis: reconnect, resume or re-read
+    AUTH_FAILED = 4001
+    AUTH_TIMEOUT = 4002
+    PING_TIMEOUT = 4003
+    SLOW_CONSUMER = 4004
+    KICKED = 4005  # disconnected by an administrator: a client should not reconnect
+
+
 # Names owned by the hub.
-# WebSocket close codes the hub sends (docs/protocol.md), besides 1001, 1003, 1007, 1009.
-CLOSE_AUTH_FAILED = 4001
-CLOSE_AUTH_TIMEOUT = 4002
-CLOSE_PING_TIMEOUT = 4003
-CLOSE_SLOW_CONSUMER = 4004
-CLOSE_KICKED = 4005  # disconnected through REST: a client should not reconnect
 
 ONLINE_STATUS = "onlineStatus"
 CALL = "call"
@@ -116,12 +129,12 @@ TOPIC_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 ATTRIBUTE_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
-def is_topic_name(name: object) -> bool:
+def is_topic_name(name: object) -> TypeGuard[str]:
     """True when ``name`` is a valid topic name."""
     return isinstance(name, str) and TOPIC_RE.fullmatch(name) is not None
 
 
-def is_attribute_name(name: object) -> bool:
+def is_attribute_name(name: object) -> TypeGuard[str]:
     """True when ``name`` is a valid attribute name."""
     return isinstance(name, str) and ATTRIBUTE_RE.fullmatch(name) is not None
 
@@ -134,6 +147,13 @@ CONTROL_CHARS_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 def has_control_chars(text: str) -> bool:
     """True when ``text`` holds a control character (C0, DEL, C1, U+2028, U+2029)."""
     return CONTROL_CHARS_RE.search(text) is not None
+
+
+def has_hidden_chars(text: str) -> bool:
+    """True when ``text`` holds a character that is not shown as itself: a control, a
+    format character (a right-to-left override, a zero-width space), a surrogate, a line
+    or paragraph separator. Identifiers (user ids, call parties) may hold none."""
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in text)
 
 
 def is_valid_value(value: object) -> bool:
@@ -199,7 +219,7 @@ def from_json(text: str | bytes) -> Any:
     answer: not for integers beyond 64 bits (orjson makes them floats), nor for what it
     refuses (a lone surrogate escape, ``NaN``)."""
     long_digits = _LONG_DIGITS_BYTES if isinstance(text, bytes) else _LONG_DIGITS
-    if long_digits.search(text) is None:  # type: ignore[arg-type]
+    if long_digits.search(text) is None:  # type: ignore[arg-type]  # pattern fits the type
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:

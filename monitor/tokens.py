@@ -12,7 +12,6 @@ import json
 import math
 import re
 import time
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +26,7 @@ from monitor.protocol import (
     MAX_TOPICS,
     MAX_USER_ID_CHARS,
     Result,
+    has_hidden_chars,
     is_attribute_name,
     is_topic_name,
 )
@@ -213,12 +213,6 @@ def _verified_payload(token: object, secret_for: SecretLookup) -> tuple[str, dic
     return sid, payload
 
 
-def _has_control_chars(text: str) -> bool:
-    """Controls, format characters (a right-to-left override, a zero-width space),
-    surrogates, line and paragraph separators."""
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in text)
-
-
 def parse_subscribe(raw: object) -> tuple[str, ...]:
     """The ``subscribe`` claim: a comma string or a JSON array of topic names."""
     if raw is None:
@@ -267,7 +261,7 @@ def parse_attributes(raw: object) -> tuple[AttributeGrant, ...]:
                 continue
             raise TokenError(Result.TOKEN_PAYLOAD,
                              f"attribute {name!r} cannot publish to {ALL_CALL_STATUS}")
-        grant = AttributeGrant(name, topic)
+        grant = AttributeGrant(str(name), str(topic))  # both checked to be names above
         if grant not in grants:
             grants.append(grant)
     return tuple(grants)
@@ -287,12 +281,12 @@ def verify_client_token(token: object, secret_for: SecretLookup) -> ClientClaims
     user_id = payload.get("userId")
     if not isinstance(user_id, str) or not 1 <= len(user_id) <= MAX_USER_ID_CHARS:
         raise TokenError(Result.TOKEN_PAYLOAD, "userId missing or not 1-128 characters")
-    if _has_control_chars(user_id) or user_id != user_id.strip():
+    if has_hidden_chars(user_id) or user_id != user_id.strip():
         raise TokenError(Result.TOKEN_PAYLOAD, "userId has control or blank edge characters")
     display_name = payload.get("displayName")
     if not isinstance(display_name, str):
         display_name = None
-    elif _has_control_chars(display_name):
+    elif has_hidden_chars(display_name):
         # Shown in every supervisor's monitor: refused, not silently dropped.
         raise TokenError(Result.TOKEN_PAYLOAD, "displayName has control characters")
     elif display_name:

@@ -290,6 +290,17 @@ def test_decode_a_good_rest_token(capsys: pytest.CaptureFixture[str], config_fil
     assert verdict(out).startswith(f"verifies: yes (key {SID2} ")
 
 
+def test_decode_shows_controls_in_a_token_escaped(capsys: pytest.CaptureFixture[str],
+                                                  config_file: Path) -> None:
+    hostile = "Eve\x9b2J\u202e\x1b]0;TITLE\x07"
+    token = jwt.encode({"iss": SID, "exp": 2**31, "userId": "eve", "displayName": hostile},
+                       SECRET, algorithm="HS256")
+    _, out, _ = decode(capsys, config_file, token)
+    assert not any(ch in out for ch in "\x1b\x07\x9b\u202e"), repr(out)
+    assert shown(out)[1]["displayName"] == "Eve\\x9b2J\\u202e\\x1b]0;TITLE\\x07"
+    assert verdict(out).startswith("verifies: no")  # a displayName with controls: r = 7
+
+
 def test_decode_strips_whitespace(capsys: pytest.CaptureFixture[str], config_file: Path) -> None:
     token = mint_client_token(SID, SECRET, "alice")
     code, out, _ = decode(capsys, config_file, f"  {token}\n")

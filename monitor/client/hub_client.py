@@ -41,8 +41,8 @@ from monitor.client.stream import MessageStream
 from monitor.client.token_source import TokenProvider, TokenSource
 from monitor.client.topics import TopicPosition, TopicTracker, Verdict
 from monitor.protocol import (
-    CLOSE_KICKED,
     CallService,
+    CloseCode,
     FrameError,
     RequestError,
     Result,
@@ -53,10 +53,10 @@ from monitor.protocol import (
 
 log = logging.getLogger("monitor.client")
 
-#: The hub closes a connection with 4005 (CLOSE_KICKED) when the user is disconnected
+#: The hub closes a connection with 4005 (CloseCode.KICKED) when the user is disconnected
 #: through the REST API (a supervisor's force-offline, docs/protocol.md): by default, do
 #: not come back.
-DEFAULT_STOP_CODES: frozenset[int] = frozenset({CLOSE_KICKED})
+DEFAULT_STOP_CODES: frozenset[int] = frozenset({CloseCode.KICKED})
 DEFAULT_PING_AFTER_MS = 15000
 HUB_SILENCE_GRACE_S = 15.0  # the hub's own rule: ping_after_ms + 15 s of silence is dead
 MAX_INCOMING_BYTES = 16 * 1024 * 1024  # snapshots of large topics exceed the 64 KiB inbound cap

@@ -99,15 +99,16 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _answer(response: httpx.Response) -> Any:
-    """The JSON of a successful response; the typed error of any other."""
+def _answer(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object of a successful response (every answer of the REST API is one);
+    the typed error of any other."""
     try:
         body = response.json()
     except ValueError:
         body = None
     if response.is_success:
-        if body is None:
-            raise HubError(f"answer is not JSON: {response.text[:200]!r}",
+        if not isinstance(body, dict):
+            raise HubError(f"answer is not a JSON object: {response.text[:200]!r}",
                            status=response.status_code)
         return body
     if isinstance(body, dict):
@@ -115,6 +116,14 @@ def _answer(response: httpx.Response) -> Any:
                         retry_after=_retry_after(response))
     raise error_for(None, response.text[:200] or response.reason_phrase,
                     status=response.status_code, retry_after=_retry_after(response))
+
+
+def _calls(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``calls`` of a ``GET /v1/calls`` answer."""
+    calls = body.get("calls", [])
+    if not isinstance(calls, list):
+        raise HubError("GET /v1/calls answered without a calls list")
+    return [call for call in calls if isinstance(call, dict)]
 
 
 def _transport_error(exc: httpx.TransportError, url: str) -> HubError:
@@ -160,8 +169,8 @@ class _Pages:
         fresh = []
         for user in users:
             user_id = user.get("userId") if isinstance(user, dict) else None
-            if user_id not in self.seen:  # users coming online can shift pages
-                self.seen.add(user_id)
+            if isinstance(user_id, str) and user_id not in self.seen:
+                self.seen.add(user_id)  # users coming online can shift pages
                 fresh.append(user)
         count = body.get("count")
         self.done = len(users) < self.limit or (
@@ -186,7 +195,7 @@ class RestClient:
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout,
                                   transport=transport)
 
-    def send(self, request: Request) -> Any:
+    def send(self, request: Request) -> dict[str, Any]:
         """Run one call; return its JSON or raise the typed error."""
         try:
             response = self._http.request(
@@ -238,7 +247,7 @@ class RestClient:
 
     def list_calls(self) -> list[dict[str, Any]]:
         """``GET /v1/calls``: the project's calls in progress."""
-        return self.send(Request("GET", "/v1/calls")).get("calls", [])
+        return _calls(self.send(Request("GET", "/v1/calls")))
 
     def health(self) -> dict[str, Any]:
         """``GET /healthz`` (no auth needed, sent anyway)."""
@@ -266,7 +275,7 @@ class AsyncRestClient:
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
                                        transport=transport)
 
-    async def send(self, request: Request) -> Any:
+    async def send(self, request: Request) -> dict[str, Any]:
         """Run one call; return its JSON or raise the typed error."""
         try:
             response = await self._http.request(
@@ -315,7 +324,7 @@ class AsyncRestClient:
 
     async def list_calls(self) -> list[dict[str, Any]]:
         """See :meth:`RestClient.list_calls`."""
-        return (await self.send(Request("GET", "/v1/calls"))).get("calls", [])
+        return _calls(await self.send(Request("GET", "/v1/calls")))
 
     async def health(self) -> dict[str, Any]:
         """See :meth:`RestClient.health`."""

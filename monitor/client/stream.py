@@ -44,7 +44,7 @@ class MessageStream:
                 raise StopAsyncIteration
             payload, epoch = item
             if payload.get("resync") or not self._is_stale(payload, epoch):
-                return payload  # type: ignore[no-any-return]
+                return payload  # type: ignore[no-any-return]  # queue items are untyped
 
     def pending(self) -> int:
         """How many items wait to be read."""

@@ -193,11 +193,11 @@ async def run_demo(options: DemoOptions) -> int:
     door = web = None
     try:
         if options.ssh_port is not None:
-            from monitor.ssh.server import open_demo_door
+            from monitor.demo.doors import open_demo_door
 
             door = await open_demo_door(demo, options.ssh_port)
         if options.web_port is not None:
-            from monitor.web.server import open_demo_web
+            from monitor.demo.doors import open_demo_web
 
             web = await open_demo_web(demo, options.web_port)
         if options.headless:

@@ -177,6 +177,13 @@ class CallBook:
                 del self.ended[next(iter(self.ended))]
         return call
 
+    def replace_project(self, project_id: int, calls: list[Call]) -> None:
+        """Make ``calls`` the project's calls in progress (a node loading the shared book)."""
+        for key in [k for k in self.calls if k[0] == project_id]:
+            del self.calls[key]
+        for call in calls:
+            self.put(call)
+
     def active(self, project_id: int) -> list[Call]:
         return sorted((c for (pid, _), c in self.calls.items() if pid == project_id),
                       key=lambda c: c.started_ms)

@@ -1,6 +1,6 @@
 """Call control: client services 1010-1019 and telephony reports, on the call book.
 
-Every transition goes through :meth:`CallService.transition`: it sets each hub-user
+Every transition goes through :meth:`Calls.transition`: it sets each hub-user
 party's ``call`` attribute (published to their ``call`` topic and ``ALL_CALL_STATUS`` by the
 state), tells the parties' connections (CALL_STATE), and stores the call.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from monitor.hub.calls import (
     Call,
@@ -22,11 +22,9 @@ from monitor.hub.calls import (
     advance,
     parse_status,
 )
-from monitor.hub.state import CallRow, Effects, Session, User
-from monitor.protocol import CALL, CallService, Result, encode, reply
-
-if TYPE_CHECKING:
-    from monitor.hub.server import Hub
+from monitor.hub.port import HubPort
+from monitor.hub.state import CallRow, Effects, Session
+from monitor.protocol import CALL, CallService, Result, encode, has_hidden_chars, reply
 
 log = logging.getLogger("monitor.hub")
 
@@ -39,7 +37,7 @@ MAX_CALL_ID_CHARS = 128
 class Calls:
     """The hub's calls: what clients and telephony systems do to them."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: HubPort) -> None:
         self.hub = hub
         self.book = CallBook()
         self._timers: dict[tuple[int, str], asyncio.TimerHandle] = {}
@@ -76,7 +74,8 @@ class Calls:
         effects.ops.append(CallRow(call.project_id, call.call_id,
                                    call.to_json() if call.active else None))
         notice = encode(CallService.CALL_STATE, {"call": call.to_json(), **(notice_extra or {})})
-        self._notify(effects, call, notice)
+        # Both parties' connections, on every node.
+        state.coordinator.notify(state, effects, pid, call.parties(), lambda: notice)
         self._arm_no_answer(call)
         log.info("event=call call=%s project=%s from=%s to=%s status=%s reason=%s",
                  call.call_id, call.project_id, call.from_, call.to, call.status.value,
@@ -126,6 +125,8 @@ class Calls:
         """A telephony system reports a call's status; unknown calls start here."""
         if not isinstance(call_id, str) or not 1 <= len(call_id) <= MAX_CALL_ID_CHARS:
             raise CallError("callId must be 1-128 characters", Result.INVALID_REQUEST)
+        if has_hidden_chars(call_id):
+            raise CallError("callId has control or format characters", Result.INVALID_REQUEST)
         new_status = parse_status(status)
         now = self.hub.now_ms()
         current = self.book.find(project_id, call_id)
@@ -135,6 +136,9 @@ class Calls:
             for name, value in (("from", from_), ("to", to)):
                 if not isinstance(value, str) or not 1 <= len(value) <= 128:
                     raise CallError(f"{name} must be 1-128 characters", Result.INVALID_REQUEST)
+                if has_hidden_chars(value):  # shown in every supervisor's monitor
+                    raise CallError(f"{name} has control or format characters",
+                                    Result.INVALID_REQUEST)
             assert isinstance(from_, str) and isinstance(to, str)
             # A telephony system may first report a call when it already rings or talks.
             call = Call(project_id, call_id, from_, to, new_status, Direction.EXTERNAL, now, now,
@@ -230,7 +234,8 @@ class Calls:
         call = Call(user.project_id, call_id, user.user_id, to, CallStatus.CALLING,
                     Direction.INTERNAL, now, now)
         busy = any(c.active for c in self.book.of_user(user.project_id, to))
-        if not self._reachable(callee) or busy:
+        state = self.hub.state
+        if not state.coordinator.reachable(callee) or busy:
             # Nobody to ring: the call is made, and ends at once, for everyone to see.
             effects = self.transition(call, None, now)
             ended = advance(call, CallStatus.ENDED, now, EndReason.BUSY)
@@ -239,23 +244,9 @@ class Calls:
         effects = self.transition(call, None, now)
         incoming = encode(CallService.INCOMING_CALL, {
             "call": call.to_json(), "fromDisplayName": user.display_name or user.user_id})
-        self._ring(effects, callee, incoming)
+        # Ring every connection of the callee, on every node.
+        state.coordinator.notify(state, effects, user.project_id, (to,), lambda: incoming)
         return effects, {"call": call.to_json()}
-
-    def _notify(self, effects: Effects, call: Call, notice: str) -> None:
-        """Send a CALL_STATE notice to every connection of both parties."""
-        targets = [h for party in call.parties()
-                   for h in self.hub.state.user_handles(call.project_id, party)]
-        if targets:
-            effects.sends.append((targets, notice))
-
-    def _reachable(self, callee: User) -> bool:
-        """Whether the callee has a connection to ring."""
-        return bool(callee.sessions)
-
-    def _ring(self, effects: Effects, callee: User, incoming: str) -> None:
-        """Send the incoming-call notice to every connection of the callee."""
-        effects.sends.append((list(callee.sessions), incoming))
 
     # -- lifecycle ----------------------------------------------------------------------
 

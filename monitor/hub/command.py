@@ -12,7 +12,7 @@ log = logging.getLogger("monitor.hub")
 
 def cmd_hub(args: argparse.Namespace) -> int:
     """Serve the WebSocket endpoint and the REST API until SIGINT or SIGTERM."""
-    from monitor.cli import config_from_args
+    from monitor.flags import config_from_args
     from monitor.hub.logs import setup_logging
     from monitor.hub.server import run_hub
 
@@ -32,7 +32,7 @@ def cmd_hub(args: argparse.Namespace) -> int:
 
 def add_hub_command(sub: Any) -> None:
     """Register ``monitor hub``."""
-    from monitor.cli import add_config_flag, add_hub_setting_flags
+    from monitor.flags import add_config_flag, add_hub_setting_flags
 
     hub = sub.add_parser("hub", help="run the presence hub (WebSocket + REST)")
     add_config_flag(hub)

@@ -99,6 +99,6 @@ class _Collector:
 def render(metrics: HubMetrics, users_online: Callable[[], int]) -> bytes:
     """The Prometheus text exposition of ``metrics``."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(metrics, users_online))  # type: ignore[arg-type]
+    registry.register(_Collector(metrics, users_online))
     ProcessCollector(registry=registry)  # process_open_fds, process_resident_memory_bytes...
     return generate_latest(registry)

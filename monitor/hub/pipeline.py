@@ -2,13 +2,15 @@
 
 Everything submitted in one event-loop turn becomes one batch, written as one transaction
 (group commit), so durability does not cap throughput. A batch's sends go out only once
-its writes are durable, and always in submission order.
+its writes are durable, and always in submission order. Batches that queue up while a
+write is in flight are merged into the next one.
 
-Two ways to write: on the event loop at the end of the turn (``threaded=False``: for a
-store whose commit does not wait for the disk, such as SQLite in WAL mode with
-``synchronous=NORMAL``, where a thread handoff would cost more than the write), or on one
-writer thread (``threaded=True``: for commits that fsync), where batches that queue up
-while a write is in flight are merged into the next.
+One pipeline for every store, through the :class:`Writer` protocol. Three ways to write:
+on the event loop at the end of the turn (a store whose commit does not wait for the
+disk, such as SQLite in WAL mode with ``synchronous=NORMAL``, where a thread handoff
+would cost more than the write); on one writer thread (``threaded=True``: commits that
+fsync); or awaited (a writer whose ``write`` returns an awaitable: a store across the
+network, such as Redis).
 """
 
 from __future__ import annotations
@@ -16,31 +18,47 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, Protocol
 
-from monitor.hub.state import Effects, Send, StoreOp
+from monitor.hub.state import Effects, Send
 
 log = logging.getLogger("monitor.hub")
 
 Pending = tuple[Effects, "asyncio.Future[bool]"]
 
 
-class CommitPipeline:
-    """Orders :class:`Effects`: ``write`` their ops durably, then ``emit`` their sends."""
+class Writer(Protocol):
+    """What the pipeline needs of a store."""
 
-    def __init__(self, write: Callable[[list[StoreOp]], None],
-                 emit: Callable[[list[Send]], None], *, threaded: bool = True) -> None:
-        self._write = write
+    def write(self, ops: list[Any]) -> Awaitable[None] | None:
+        """Make ``ops`` durable in one transaction, or raise. Return None once done, or
+        an awaitable that completes (or raises) when it is."""
+        ...
+
+    def failed(self, ops: Sequence[Any], error: BaseException) -> None:
+        """A batch could not be made durable (its undos have run)."""
+        ...
+
+
+class CommitPipeline:
+    """Orders :class:`Effects`: ``writer`` makes their ops durable, then ``emit`` sends."""
+
+    def __init__(self, writer: Writer, emit: Callable[[list[Send]], None], *,
+                 threaded: bool = False) -> None:
+        self._writer = writer
         self._emit = emit
         self._loop = asyncio.get_running_loop()
         self._executor = (ThreadPoolExecutor(1, thread_name_prefix="store-writer")
                           if threaded else None)
         self._gathering: list[Pending] = []
         self._queued: deque[list[Pending]] = deque()
-        self._writing = False
+        self._writing: asyncio.Future[Any] | None = None
         self._sealing = False
         self.failures = 0
+        self.batches = 0
 
     def submit(self, effects: Effects) -> asyncio.Future[bool]:
         """Queue ``effects``; the future says whether they were made durable and sent."""
@@ -60,61 +78,88 @@ class CommitPipeline:
 
     def _pump(self) -> None:
         # Release batches with nothing to write, until one needs the writer.
-        while self._queued and not self._writing:
+        while self._queued and self._writing is None:
             if any(effects.ops for effects, _ in self._queued[0]):
                 break
             self._release(self._queued.popleft(), True)
-        if self._writing or not self._queued:
+        if self._writing is not None or not self._queued:
             return
         # Group commit: everything queued now goes in one transaction.
         batch = [pending for queued in self._queued for pending in queued]
         self._queued.clear()
         ops = [op for effects, _ in batch for op in effects.ops]
-        if self._executor is None:
-            try:
-                self._write(ops)
-            except Exception as exc:
-                self._failed(exc, batch)
-            else:
-                self._release(batch, True)
+        if self._executor is not None:
+            self._wait(batch, ops, self._loop.run_in_executor(
+                self._executor, self._writer.write, ops))
             return
-        self._writing = True
-        future = self._loop.run_in_executor(self._executor, self._write, ops)
-        future.add_done_callback(lambda f: self._written(batch, f))
-
-    def _written(self, batch: list[Pending], future: asyncio.Future[None]) -> None:
-        self._writing = False
-        error = future.exception()
-        if error is not None:
-            self._failed(error, batch)
+        try:
+            written = self._writer.write(ops)
+        except Exception as exc:
+            self._failed(exc, batch, ops)
+            return
+        if written is None:
+            self._done(batch)
         else:
-            self._release(batch, True)
+            self._wait(batch, ops, asyncio.ensure_future(written))
+
+    def _wait(self, batch: list[Pending], ops: list[Any], writing: asyncio.Future[Any]) -> None:
+        self._writing = writing
+        writing.add_done_callback(lambda f: self._written(batch, ops, f))
+
+    def _written(self, batch: list[Pending], ops: list[Any],
+                 future: asyncio.Future[Any]) -> None:
+        self._writing = None
+        error = asyncio.CancelledError() if future.cancelled() else future.exception()
+        if error is not None:
+            self._failed(error, batch, ops)
+        else:
+            self._done(batch)
         self._pump()
 
-    def _failed(self, error: BaseException, batch: list[Pending]) -> None:
+    def _done(self, batch: list[Pending]) -> None:
+        self.batches += 1
+        self._release(batch, True)
+
+    def _failed(self, error: BaseException, batch: list[Pending], ops: list[Any]) -> None:
         self.failures += 1
         log.error("event=store_write_failed error=%r changes=%d", str(error), len(batch))
         self._release(batch, False)
+        try:
+            self._writer.failed(ops, error)
+        except Exception:
+            log.exception("event=store_failure_handling_failed")
 
     def _release(self, batch: list[Pending], durable: bool) -> None:
         if not durable:
             # Newest first across the whole batch: two changes of one value undo to the first.
             for effects, _ in reversed(batch):
                 for undo in reversed(effects.undo):
-                    undo()
+                    try:
+                        undo()
+                    except Exception:  # one broken undo must not strand the rest
+                        log.exception("event=undo_failed")
         for effects, future in batch:
-            try:
-                self._emit(effects.sends if durable else effects.failure_sends)
-            except Exception:  # one unsendable frame must not strand the rest of the batch
-                log.exception("event=emit_failed")
+            if durable:
+                for make in effects.then:
+                    self._send(make)
+            self._send(partial(getattr, effects, "sends" if durable else "failure_sends"))
             if not future.done():
                 future.set_result(durable)
 
+    def _send(self, make: Callable[[], list[Send]]) -> None:
+        """Emit what ``make`` makes; one unsendable frame must not strand the batch."""
+        try:
+            self._emit(make())
+        except Exception:
+            log.exception("event=emit_failed")
+
     async def drain(self) -> None:
         """Wait until everything submitted so far is written and sent."""
-        while self._gathering or self._queued or self._writing or self._sealing:
+        while self._gathering or self._queued or self._writing is not None or self._sealing:
             await asyncio.sleep(0.005)
 
     def close(self) -> None:
+        if self._writing is not None and self._executor is None:
+            self._writing.cancel()  # an awaited write: its batch fails, unacknowledged
         if self._executor is not None:
             self._executor.shutdown(wait=True)

@@ -22,11 +22,11 @@ from monitor import __version__
 from monitor.hub.calls import CallError
 from monitor.hub.limits import RateLimiter
 from monitor.hub.metrics import render
+from monitor.hub.port import HubPort
 from monitor.protocol import MESSAGES, Result
 from monitor.tokens import TokenError, verify_rest_token
 
 if TYPE_CHECKING:
-    from monitor.hub.server import Hub
     from monitor.hub.state import User
 
 STATUS_FOR = {Result.USER_NOT_FOUND: 404, Result.RATE_LIMITED: 429,
@@ -110,7 +110,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 log = logging.getLogger("monitor.hub")
 
 
-def http_protocol(hub: "Hub", header_timeout_s: float) -> type[H11Protocol]:
+def http_protocol(hub: HubPort, header_timeout_s: float) -> type[H11Protocol]:
     """uvicorn's HTTP/1.1 protocol, where a connection that has not sent a complete
     request header within ``header_timeout_s`` of opening (or of its previous response)
     is closed: uvicorn alone keeps a slow-loris client's half-sent header forever."""
@@ -142,7 +142,7 @@ def _token_of(scope: Any) -> str | None:
     in the query string (as :func:`build_app`'s ``project_of`` reads them)."""
     for name, value in scope["headers"]:
         if name == b"x-stringee-auth":
-            return value.decode("latin-1")
+            return bytes(value).decode("latin-1")
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     tokens = query.get("access_token")
     return tokens[0] if tokens else None
@@ -159,7 +159,7 @@ class RequestGate:
        trickling a byte at a time gets 408 and the connection is closed.
     """
 
-    def __init__(self, app: Any, limit: int, hub: "Hub", body_timeout_s: float) -> None:
+    def __init__(self, app: Any, limit: int, hub: HubPort, body_timeout_s: float) -> None:
         self.app = app
         self.limit = limit
         self.hub = hub
@@ -221,7 +221,7 @@ def _value_matches(stored: Any, wanted: str) -> bool:
     return stored == wanted if isinstance(stored, str) else json.dumps(stored) == wanted
 
 
-def build_app(hub: "Hub") -> FastAPI:
+def build_app(hub: HubPort) -> FastAPI:
     """The ASGI application of ``hub``."""
     app = FastAPI(title="monitor hub REST API", version=__version__,
                   description="Read and change users' attributes; presence and calls.")
@@ -370,8 +370,7 @@ def build_app(hub: "Hub") -> FastAPI:
     @app.get("/metrics", response_class=Response)
     async def metrics() -> Response:
         """Prometheus metrics."""
-        if hub.pipeline is not None:
-            hub.metrics.store_failures = hub.pipeline.failures
+        hub.metrics.store_failures = hub.store_failures()
         return Response(render(hub.metrics, hub.users_online),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -1,4 +1,9 @@
-"""Wiring: config, state, store, WebSocket endpoint and REST API in one event loop."""
+"""Wiring: config, engine, state, pipeline, WebSocket endpoint and REST API in one loop.
+
+The engine is chosen here, once: one node (the state decides, SQLite stores) or one node
+of many (Redis decides and stores: :mod:`monitor.hub.cluster`). Everything else talks to
+the :class:`Hub` through :class:`~monitor.hub.port.HubPort`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,19 +26,17 @@ from monitor.hub.limits import RateLimiter
 from monitor.hub.metrics import HubMetrics
 from monitor.hub.pipeline import CommitPipeline
 from monitor.hub.rest import build_app, http_protocol
-from monitor.hub.state import Effects, HubState
+from monitor.hub.state import Coordinator, Effects, HubState, Send
 from monitor.hub.store.sqlite import SqliteStore
 from monitor.hub.ws import (
-    CLOSE_GOING_AWAY,
     Endpoint,
     Peer,
     Peers,
 )
-from monitor.protocol import CLOSE_KICKED, ONLINE_STATUS
+from monitor.protocol import ONLINE_STATUS, CloseCode
 
 if TYPE_CHECKING:
     from monitor.hub.cluster.node import ClusterNode
-    from monitor.hub.cluster.pipeline import ClusterPipeline
 
 log = logging.getLogger("monitor.hub")
 
@@ -50,28 +53,28 @@ class _EmbeddedUvicorn(uvicorn.Server):
 
 
 class Hub:
-    """One hub node: everything the endpoint and the REST API share."""
+    """One hub node: the :class:`~monitor.hub.port.HubPort` its edges share."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.metrics = HubMetrics()
         settings = config.hub
-        state_class = HubState
-        if settings.redis_url:  # one node of many: the state follows Redis
-            from monitor.hub.cluster.state import ClusterState
-            state_class = ClusterState
-        self.state = state_class([p.id for p in config.projects],
+        coordinator: Coordinator | None = None
+        if settings.redis_url:  # one node of many: Redis decides, the state follows
+            from monitor.hub.cluster.coordinator import RedisCoordinator
+            coordinator = RedisCoordinator()
+        self.state = HubState([p.id for p in config.projects],
                               history_size=settings.history_size,
                               offline_grace_ms=settings.offline_grace_ms,
                               ping_after_ms=settings.ping_after_ms,
-                              max_attributes_per_user=settings.max_attributes_per_user)
-        self.auth_limiter = RateLimiter(settings.auth_rate_per_ip,
-                                            settings.auth_burst_per_ip)
+                              max_attributes_per_user=settings.max_attributes_per_user,
+                              coordinator=coordinator)
+        self.auth_limiter = RateLimiter(settings.auth_rate_per_ip, settings.auth_burst_per_ip)
         self.kicked: set[Peer] = set()
         self.calls: Calls | None = None
         self.store: SqliteStore | None = None
         self.cluster: ClusterNode | None = None
-        self.pipeline: CommitPipeline | ClusterPipeline | None = None
+        self.pipeline: CommitPipeline | None = None
         self.peers: Peers | None = None
         self.ws_server: asyncio.Server | None = None
         self.rest_server: _EmbeddedUvicorn | None = None
@@ -95,6 +98,14 @@ class Hub:
         assert self.pipeline is not None
         return self.pipeline.submit(effects)
 
+    def emit(self, sends: Sequence[Send]) -> None:
+        """Send frames now (what the log already decided, on a node of many)."""
+        assert self.peers is not None
+        self.peers.emit(sends)
+
+    def store_failures(self) -> int:
+        return self.pipeline.failures if self.pipeline is not None else 0
+
     def users_online(self) -> int:
         return sum(1 for u in self.state.users.values()
                    if u.value(ONLINE_STATUS) == "online")
@@ -102,7 +113,7 @@ class Hub:
     def health(self) -> dict[str, Any]:
         out = {"status": "ok", "connections": self.metrics.connections,
                "usersOnline": self.users_online(),
-               "storeFailures": self.pipeline.failures if self.pipeline else 0,
+               "storeFailures": self.store_failures(),
                "uptimeS": round(time.time() - self.started_at, 1)}
         if self.cluster is not None:
             out.update(self.cluster.health())
@@ -118,13 +129,12 @@ class Hub:
         def expire() -> None:
             self._expiry = None
             self.submit(self.state.expire_offline(self.now_ms()))
-            if self.state._offline_due:
+            if self.state.next_offline_due_ms() is not None:
                 self.schedule_offline_expiry()
 
         # The earliest user due, not a full grace from now: users leave at different times.
-        due = [u.offline_due_ms for u in self.state._offline_due.values()
-               if u.offline_due_ms is not None]
-        delay = (min(due) - self.now_ms()) / 1000 if due else grace
+        due = self.state.next_offline_due_ms()
+        delay = (due - self.now_ms()) / 1000 if due is not None else grace
         self._expiry = loop.call_later(max(delay, 0.0) + 0.01, expire)
 
     def connection_closed(self, peer: Peer) -> None:
@@ -141,18 +151,32 @@ class Hub:
             self.calls.party_gone(user.project_id, user.user_id)
 
     def kick(self, project_id: int, user_id: str) -> int:
-        """Close every connection of a user; they go offline without the grace period."""
+        """Close every connection of a user, on every node; they go offline without the
+        grace period. The connections closed on this node."""
         if self.cluster is not None:
             return self.cluster.kick(project_id, user_id)
+        return self.close_user(project_id, user_id)
+
+    def close_user(self, project_id: int, user_id: str) -> int:
+        """Close a user's connections on this node (offline without the grace period)."""
         assert self.peers is not None
         handles = self.state.user_handles(project_id, user_id)
+        closed = 0
         for peer in handles:
             assert isinstance(peer, Peer)
+            if peer.closing:
+                continue
             self.kicked.add(peer)
-            self.peers.close(peer, CLOSE_KICKED, "disconnected by an administrator")
-        log.info("event=kicked project=%s user=%s connections=%d", project_id, user_id,
-                 len(handles))
-        return len(handles)
+            self.peers.close(peer, CloseCode.KICKED, "disconnected by an administrator")
+            closed += 1
+        log.info("event=kicked project=%s user=%s connections=%d", project_id, user_id, closed)
+        return closed
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Close every connection of this node."""
+        assert self.peers is not None
+        for peer in list(self.peers.all):
+            self.peers.close(peer, code, reason)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -161,14 +185,16 @@ class Hub:
         settings = self.config.hub
         data_dir = settings.resolved_data_dir()
         if settings.redis_url:
-            from monitor.hub.cluster.calls import ClusterCalls
             from monitor.hub.cluster.node import ClusterNode
             self.peers = Peers(self)
-            self.calls = ClusterCalls(self)
+            self.calls = Calls(self)
             self.cluster = ClusterNode(self)
-            self.pipeline = await self.cluster.start()
+            await self.cluster.load()
+            self.pipeline = CommitPipeline(self.cluster.writer, self.peers.emit)
+            await self.cluster.join()
         else:
             self._open_sqlite(data_dir)
+        assert self.peers is not None
         endpoint = Endpoint(self, self.peers, open_timeout_s=settings.auth_timeout_ms / 1000)
         self.ws_server = await asyncio.get_running_loop().create_server(
             endpoint.protocol_factory, settings.host, settings.ws_port,
@@ -207,7 +233,7 @@ class Hub:
             if attr.project_id in self.state.project_ids:
                 self.state.load_attribute(attr)
         self.peers = Peers(self)
-        self.pipeline = CommitPipeline(self.store.write, self.peers.emit, threaded=full)
+        self.pipeline = CommitPipeline(self.store, self.peers.emit, threaded=full)
         self.calls = Calls(self)
         self.calls.restore(self.store.load_calls())
 
@@ -229,7 +255,7 @@ class Hub:
             self.ws_server.close()  # stop listening
             assert self.peers is not None
             for peer in list(self.peers.all):
-                self.peers.close(peer, CLOSE_GOING_AWAY, "hub shutting down")
+                self.peers.close(peer, CloseCode.GOING_AWAY, "hub shutting down")
             deadline = time.monotonic() + 10
             while self.peers.all and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)

@@ -12,7 +12,8 @@ import secrets
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 from monitor.protocol import (
     ALL_CALL_STATUS,
@@ -82,13 +83,16 @@ class Effects:
     """What one operation asks of the I/O layer, in order.
 
     ``ops`` must be durable before ``sends`` go out; if they cannot be made durable,
-    ``undo`` runs and ``failure_sends`` go out instead.
+    ``undo`` runs and ``failure_sends`` go out instead. ``then`` makes sends that can
+    only be made once the ops are durable (and, on several nodes, applied here: the
+    AUTHEN reply counts what the log brought before it); they go out before ``sends``.
     """
 
-    ops: list[StoreOp] = field(default_factory=list)
+    ops: list[Any] = field(default_factory=list)  # StoreOp, or an engine's own proposals
     sends: list[Send] = field(default_factory=list)
     failure_sends: list[Send] = field(default_factory=list)
     undo: list[Callable[[], None]] = field(default_factory=list)
+    then: list[Callable[[], list[Send]]] = field(default_factory=list)
     result: Result = Result.SUCCESS
     message: str | None = None
 
@@ -98,6 +102,7 @@ class Effects:
         self.sends += other.sends
         self.failure_sends += other.failure_sends
         self.undo += other.undo
+        self.then += other.then
 
 
 # -- the model ------------------------------------------------------------------------
@@ -187,20 +192,112 @@ def new_epoch() -> str:
     return secrets.token_hex(6)
 
 
+# -- who decides: the one place one node and several differ ------------------------------
+
+
+class Coordinator(Protocol):
+    """Where the state's shared changes are decided.
+
+    On one node the state decides at once (:class:`LocalCoordinator`). On several nodes
+    an authority every node follows decides (Redis: :mod:`monitor.hub.cluster.coordinator`):
+    the state proposes, and applies the outcome when the log brings it. The state calls
+    these and nothing else differs; connections, subscriptions and replies stay local.
+    """
+
+    def topic_epoch(self, project_id: int) -> str:
+        """The epoch of a topic the state meets for the first time."""
+        ...
+
+    def set_value(self, state: HubState, user: User, name: str, new: Any, now_ms: int,
+                  extra: Mapping[str, Any] | None, always: bool,
+                  grants: Grants | None) -> Effects:
+        """Set one attribute of ``user`` (see :meth:`HubState.apply_value`)."""
+        ...
+
+    def attach(self, state: HubState, session: Session, body: dict[str, Any],
+               resume: object, effects: Effects) -> None:
+        """Answer a login whose reply is ``body`` (without its topics yet): through
+        :meth:`HubState.attach`, once the login is decided."""
+        ...
+
+    def detach(self, state: HubState, session: Session, effects: Effects, now_ms: int,
+               immediate: bool) -> None:
+        """A connection is gone (its local part already forgotten)."""
+        ...
+
+    def grace_ran_out(self, state: HubState, user: User, now_ms: int) -> Effects:
+        """A user's offline grace period ended with no connection here."""
+        ...
+
+    def notify(self, state: HubState, effects: Effects, project_id: int,
+               user_ids: Sequence[str], frame: Callable[[], str], skip: str = "",
+               if_others: bool = False) -> None:
+        """Send the frame ``frame()`` makes (at once, if it is sent at all) to every
+        connection of ``user_ids`` but the connection ``skip`` (``if_others``: only when
+        the one user holds another connection somewhere)."""
+        ...
+
+    def reachable(self, user: User) -> bool:
+        """Whether ``user`` has a connection anywhere (a callee to ring)."""
+        ...
+
+
+class LocalCoordinator:
+    """One node: the state decides everything at once."""
+
+    def __init__(self, epoch: Callable[[], str] = new_epoch) -> None:
+        self._epoch = epoch
+
+    def topic_epoch(self, project_id: int) -> str:
+        return self._epoch()
+
+    def set_value(self, state: HubState, user: User, name: str, new: Any, now_ms: int,
+                  extra: Mapping[str, Any] | None, always: bool,
+                  grants: Grants | None) -> Effects:
+        return state.apply_value(user, name, new, now_ms, extra, always, grants)
+
+    def attach(self, state: HubState, session: Session, body: dict[str, Any],
+               resume: object, effects: Effects) -> None:
+        # The reply, then what the client missed, before the news for everyone else.
+        effects.sends[:0] = state.attach(session, body, resume)
+
+    def detach(self, state: HubState, session: Session, effects: Effects, now_ms: int,
+               immediate: bool) -> None:
+        pass
+
+    def grace_ran_out(self, state: HubState, user: User, now_ms: int) -> Effects:
+        return state.set_value(user, ONLINE_STATUS, OFFLINE, now_ms)
+
+    def notify(self, state: HubState, effects: Effects, project_id: int,
+               user_ids: Sequence[str], frame: Callable[[], str], skip: str = "",
+               if_others: bool = False) -> None:
+        targets = [handle for user_id in user_ids
+                   for handle, session in state.user_sessions(project_id, user_id)
+                   if session.connection_id != skip]
+        if targets:
+            effects.sends.append((targets, frame()))
+
+    def reachable(self, user: User) -> bool:
+        return bool(user.sessions)
+
+
 class HubState:
     """All projects' users, topics and connections on this node."""
 
     def __init__(self, project_ids: Iterable[int], *, history_size: int = 1000,
                  offline_grace_ms: int = 3000, ping_after_ms: int = 15000,
                  max_attributes_per_user: int = DEFAULT_MAX_ATTRIBUTES_PER_USER,
-                 epoch: Callable[[], str] = new_epoch) -> None:
+                 epoch: Callable[[], str] = new_epoch,
+                 coordinator: Coordinator | None = None) -> None:
+        """``coordinator``: who decides shared changes (default: this node, with topic
+        epochs from ``epoch``)."""
         self.project_ids = frozenset(project_ids)
         self.history_size = history_size
         # Custom attributes one user may hold (onlineStatus and call not counted).
         self.max_attributes_per_user = max_attributes_per_user
         self.offline_grace_ms = offline_grace_ms
         self.ping_after_ms = ping_after_ms
-        self._epoch = epoch
+        self.coordinator: Coordinator = coordinator or LocalCoordinator(epoch)
         self.users: dict[tuple[int, str], User] = {}
         self.topics: dict[tuple[int, str], Topic] = {}
         self.sessions: dict[Handle, Session] = {}
@@ -211,19 +308,23 @@ class HubState:
 
     def load_user(self, row: UserRow, now_ms: int) -> User:
         """Restore a user from the store; everyone starts offline."""
-        user = self._user(row.project_id, row.user_id)
+        user = self.user_or_new(row.project_id, row.user_id)
         user.display_name = row.display_name
         user.login_time = row.login_time
-        self._set_grants(user, row.grants)
+        self.set_grants(user, row.grants)
         user.attributes[ONLINE_STATUS] = Attribute(OFFLINE, now_ms)
         return user
 
     def load_attribute(self, row: AttributeRow) -> None:
         """Restore one stored attribute value."""
-        user = self._user(row.project_id, row.user_id)
-        user.attributes[row.name] = Attribute(row.value, row.updated_ms)
-        if row.name == CALL:
-            self._topic(row.project_id, ALL_CALL_STATUS).publishers.add((row.user_id, CALL))
+        self.restore_value(self.user_or_new(row.project_id, row.user_id), row.name,
+                           row.value, row.updated_ms)
+
+    def restore_value(self, user: User, name: str, value: Any, updated_ms: int) -> None:
+        """Set a value decided elsewhere (the store, another node), publishing nothing."""
+        user.attributes[name] = Attribute(value, updated_ms)
+        if name == CALL:
+            self.topic(user.project_id, ALL_CALL_STATUS).publishers.add((user.user_id, CALL))
 
     # -- lookups ------------------------------------------------------------------------
 
@@ -233,22 +334,23 @@ class HubState:
     def project_users(self, project_id: int) -> list[User]:
         return [u for (pid, _), u in self.users.items() if pid == project_id]
 
-    def _user(self, project_id: int, user_id: str) -> User:
+    def user_or_new(self, project_id: int, user_id: str) -> User:
         key = (project_id, user_id)
         user = self.users.get(key)
         if user is None:
             user = self.users[key] = User(project_id, user_id)
         return user
 
-    def _topic(self, project_id: int, name: str) -> Topic:
+    def topic(self, project_id: int, name: str) -> Topic:
         key = (project_id, name)
         topic = self.topics.get(key)
         if topic is None:
-            topic = self.topics[key] = Topic(project_id, name, self._epoch(),
+            topic = self.topics[key] = Topic(project_id, name,
+                                             self.coordinator.topic_epoch(project_id),
                                              deque(maxlen=self.history_size))
         return topic
 
-    def _set_grants(self, user: User, grants: Grants) -> None:
+    def set_grants(self, user: User, grants: Grants) -> None:
         """Make ``grants`` the user's latest and index who publishes to which topic."""
         for g in user.grants.attributes:
             topic = self.topics.get((user.project_id, g.topic))
@@ -256,7 +358,7 @@ class HubState:
                 topic.publishers.discard((user.user_id, g.attribute))
         user.grants = grants
         for g in grants.attributes:
-            self._topic(user.project_id, g.topic).publishers.add((user.user_id, g.attribute))
+            self.topic(user.project_id, g.topic).publishers.add((user.user_id, g.attribute))
 
     # -- publishing: the one place topic messages are made ---------------------------------
 
@@ -296,7 +398,7 @@ class HubState:
         topic, or ``seq`` where given (a multi-node hub numbers messages centrally)."""
         sends: list[Send] = []
         for name_, seq in topics:
-            topic = self._topic(project_id, name_)
+            topic = self.topic(project_id, name_)
             topic.seq = topic.seq + 1 if seq is None else seq
             frame = encode(Service.SUBSCRIBE_FROM_SERVER,
                            {"topic": topic.name, "seq": topic.seq, "message": message})
@@ -307,9 +409,16 @@ class HubState:
                 sends.append((tuple(topic.subscribers), frame))
         return sends
 
-    def _set_value(self, user: User, name: str, new: Any, now_ms: int,
-                   extra: Mapping[str, Any] | None = None, always: bool = False,
-                   grants: Grants | None = None) -> Effects:
+    def set_value(self, user: User, name: str, new: Any, now_ms: int,
+                  extra: Mapping[str, Any] | None = None, always: bool = False,
+                  grants: Grants | None = None) -> Effects:
+        """Set one value, as the coordinator decides (here and now on one node)."""
+        return self.coordinator.set_value(self, user, name, new, now_ms, extra, always,
+                                          grants)
+
+    def apply_value(self, user: User, name: str, new: Any, now_ms: int,
+                    extra: Mapping[str, Any] | None = None, always: bool = False,
+                    grants: Grants | None = None) -> Effects:
         """Store and publish one value; publishes nothing when it is unchanged
         (unless ``always``: a second call can repeat a status with another callId).
         ``grants`` names the topics (a connection's token); default: the user's latest."""
@@ -385,16 +494,16 @@ class HubState:
                                    "attributes")
         effects = Effects()
         for name, value in parsed:
-            effects.extend(self._set_value(user, name, value, now_ms, grants=grants))
+            effects.extend(self.set_value(user, name, value, now_ms, grants=grants))
         return effects
 
     def set_builtin(self, project_id: int, user_id: str, name: str, value: Any, now_ms: int,
                     extra: Mapping[str, Any] | None = None, always: bool = False) -> Effects:
         """Set a hub-owned attribute (``call``); for the hub's own services."""
-        user = self._user(project_id, user_id)
+        user = self.user_or_new(project_id, user_id)
         if name == CALL:
-            self._topic(project_id, ALL_CALL_STATUS).publishers.add((user_id, CALL))
-        return self._set_value(user, name, value, now_ms, extra, always)
+            self.topic(project_id, ALL_CALL_STATUS).publishers.add((user_id, CALL))
+        return self.set_value(user, name, value, now_ms, extra, always)
 
     # -- connections and presence -------------------------------------------------------
 
@@ -431,11 +540,11 @@ class HubState:
         user.sessions.pop(handle, None)
         if saved is None:  # a user the hub had never seen: not seen still
             if not user.sessions:
-                self._set_grants(user, Grants())
+                self.set_grants(user, Grants())
                 del self.users[(project_id, user_id)]
             return
         user.display_name, user.login_time, grants, user.offline_due_ms = saved
-        self._set_grants(user, grants)
+        self.set_grants(user, grants)
         if user.offline_due_ms is not None:
             self._offline_due[(project_id, user_id)] = user
 
@@ -443,7 +552,7 @@ class HubState:
                       client: dict[str, Any], request_id: Any, now_ms: int,
                       resume: object, effects: Effects) -> AuthOutcome:
         self._next_connection += 1
-        user = self._user(project_id, claims.user_id)
+        user = self.user_or_new(project_id, claims.user_id)
         connection_id = f"{secrets.token_hex(4)}-{self._next_connection}"
         # Stringee's SDK knows itself by its deviceId: use it as the clientId when sent.
         session = Session(handle, connection_id, user, claims.grants,
@@ -451,10 +560,9 @@ class HubState:
         user.login_time = now_ms
         if claims.display_name:
             user.display_name = claims.display_name
-        self._set_grants(user, claims.grants)
+        self.set_grants(user, claims.grants)
         effects.ops.append(UserRow(project_id, user.user_id, user.display_name, now_ms,
                                    claims.grants))
-        others = list(user.sessions)
         user.sessions[handle] = session
         self.sessions[handle] = session
         # Back within the grace period: nothing to publish.
@@ -463,39 +571,49 @@ class HubState:
         if not user.online:
             # A user the hub has never seen was offline until now, not unknown.
             user.attributes.setdefault(ONLINE_STATUS, Attribute(OFFLINE, now_ms))
-            effects.extend(self._set_value(user, ONLINE_STATUS, ONLINE, now_ms))
-        # Subscribe after publishing: the reply's seq already counts this login, and a
-        # client that needs the message reads it from the snapshot or resume.
-        for topic_name in claims.grants.subscribe:
-            self._topic(project_id, topic_name).subscribers.add(handle)
-        topics = {name: {"epoch": t.epoch, "seq": t.seq}
-                  for name in claims.grants.subscribe
-                  for t in (self._topic(project_id, name),)}
+            effects.extend(self.set_value(user, ONLINE_STATUS, ONLINE, now_ms))
         body = reply(Service.AUTHEN, request_id, Result.SUCCESS,
                      userId=user.user_id, projectId=project_id, connectionId=connection_id,
                      clients=[s.client for s in user.sessions.values()], ice_servers=[],
                      ping_after_ms=self.ping_after_ms, loginTime=now_ms,
-                     **claims.grants.to_json(), topics=topics)
+                     **claims.grants.to_json())
         if user.display_name:
             body["displayName"] = user.display_name
-        resume_frames: list[str] = []
-        if isinstance(resume, dict):
-            body["recovered"], resume_frames = self._resume(session, resume)
-        # The reply, then what the client missed, then the news for everyone else.
-        own: list[Send] = [((handle,), encode(Service.AUTHEN, body))]
-        own += [((handle,), frame) for frame in resume_frames]
-        effects.sends[:0] = own
-        self._tell_other_devices(effects, others, session, "connected")
+        self.coordinator.notify(
+            self, effects, project_id, (user.user_id,),
+            partial(self.other_device_frame, user, session, "connected"),
+            skip=connection_id, if_others=True)
+        self.coordinator.attach(self, session, body, resume, effects)
         return AuthOutcome(session, effects)
 
-    def _resume(self, session: Session, resume: dict[Any, Any]
+    def attach(self, session: Session, body: dict[str, Any], resume: object) -> list[Send]:
+        """Subscribe a connection whose login is decided to its topics, and make its
+        AUTHEN reply: ``body`` with each topic's position (and what resume recovered),
+        then the messages it missed. Subscribed after the login's own message: the
+        reply's seq counts it, and a client that needs it reads it by snapshot or resume."""
+        handle = session.handle
+        project_id = session.user.project_id
+        topics: dict[str, dict[str, Any]] = {}
+        for name in session.grants.subscribe:
+            topic = self.topic(project_id, name)
+            topic.subscribers.add(handle)
+            topics[name] = {"epoch": topic.epoch, "seq": topic.seq}
+        body["topics"] = topics
+        frames: list[str] = []
+        if isinstance(resume, dict):
+            body["recovered"], frames = self.replay(session, resume)
+        sends: list[Send] = [((handle,), encode(Service.AUTHEN, body))]
+        sends += [((handle,), frame) for frame in frames]
+        return sends
+
+    def replay(self, session: Session, resume: dict[Any, Any]
                 ) -> tuple[dict[str, bool], list[str]]:
         recovered: dict[str, bool] = {}
         frames: list[str] = []
         for name, position in resume.items():
             if not isinstance(name, str) or not session.grants.may_receive(name):
                 continue
-            topic = self._topic(session.user.project_id, name)
+            topic = self.topic(session.user.project_id, name)
             ok = False
             if isinstance(position, dict) and position.get("epoch") == topic.epoch:
                 seq = position.get("seq")
@@ -507,15 +625,7 @@ class HubState:
             recovered[name] = ok
         return recovered, frames
 
-    def _tell_other_devices(self, effects: Effects, others: list[Handle], session: Session,
-                            status: str) -> None:
-        """OTHER_DEVICE_AUTHEN to ``others``, the user's other connections on this node (a
-        hook: on a node of many, they may be on any node)."""
-        if others:
-            effects.sends.append((others, self._other_device_frame(session.user, session,
-                                                                   status)))
-
-    def _other_device_frame(self, user: User, session: Session, status: str) -> str:
+    def other_device_frame(self, user: User, session: Session, status: str) -> str:
         """OTHER_DEVICE_AUTHEN: ``status`` is "connected" or "disconnected" (the Web SDK
         reads exactly these), ``clientId`` as in the AUTHEN reply's ``clients``."""
         return encode(Service.OTHER_DEVICE_AUTHEN, {
@@ -537,14 +647,17 @@ class HubState:
             topic = self.topics.get((user.project_id, name))
             if topic is not None:
                 topic.subscribers.discard(handle)
-        self._tell_other_devices(effects, list(user.sessions), session, "disconnected")
-        if user.sessions:
-            return effects
-        if immediate or self.offline_grace_ms <= 0:
-            effects.extend(self._set_value(user, ONLINE_STATUS, OFFLINE, now_ms))
-        else:
-            user.offline_due_ms = now_ms + self.offline_grace_ms
-            self._offline_due[(user.project_id, user.user_id)] = user
+        self.coordinator.notify(
+            self, effects, user.project_id, (user.user_id,),
+            partial(self.other_device_frame, user, session, "disconnected"),
+            skip=session.connection_id, if_others=True)
+        if not user.sessions:
+            if immediate or self.offline_grace_ms <= 0:
+                effects.extend(self.set_value(user, ONLINE_STATUS, OFFLINE, now_ms))
+            else:
+                user.offline_due_ms = now_ms + self.offline_grace_ms
+                self._offline_due[(user.project_id, user.user_id)] = user
+        self.coordinator.detach(self, session, effects, now_ms, immediate)
         return effects
 
     def expire_offline(self, now_ms: int) -> Effects:
@@ -557,12 +670,14 @@ class HubState:
             elif due <= now_ms:
                 del self._offline_due[key]
                 user.offline_due_ms = None
-                effects.extend(self._grace_ran_out(user, now_ms))
+                effects.extend(self.coordinator.grace_ran_out(self, user, now_ms))
         return effects
 
-    def _grace_ran_out(self, user: User, now_ms: int) -> Effects:
-        """What a user whose grace period ended without a connection turns into."""
-        return self._set_value(user, ONLINE_STATUS, OFFLINE, now_ms)
+    def next_offline_due_ms(self) -> int | None:
+        """When the next user's grace period ends (None: nobody is in one)."""
+        due = [u.offline_due_ms for u in self._offline_due.values()
+               if u.offline_due_ms is not None]
+        return min(due) if due else None
 
     def user_handles(self, project_id: int, user_id: str) -> list[Handle]:
         user = self.users.get((project_id, user_id))
@@ -585,7 +700,7 @@ class HubState:
                 Service.TOPIC_SNAPSHOT, request_id, Result.TOPIC_NOT_GRANTED,
                 f"topic {topic_name!r} not granted by the token"))
         project_id = session.user.project_id
-        topic = self._topic(project_id, topic_name)
+        topic = self.topic(project_id, topic_name)
         values: list[dict[str, Any]] = []
         for user_id, name in sorted(topic.publishers):
             user = self.users.get((project_id, user_id))

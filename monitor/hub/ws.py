@@ -19,24 +19,22 @@ import math
 import time
 from collections.abc import Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from monitor.hub.port import HubPort
 from monitor.hub.state import Effects, Send, Session
 from monitor.protocol import (
-    CLOSE_AUTH_FAILED,
-    CLOSE_AUTH_TIMEOUT,
-    CLOSE_PING_TIMEOUT,
-    CLOSE_SLOW_CONSUMER,
     INT64_MAX,
     INT64_MIN,
     MAX_CLIENT_FIELD_CHARS,
     MAX_FRAME_BYTES,
     MESSAGES,
+    CloseCode,
     FrameError,
     RequestError,
     Result,
@@ -49,16 +47,8 @@ from monitor.protocol import (
 )
 from monitor.tokens import TokenError, verify_client_token
 
-if TYPE_CHECKING:
-    from monitor.hub.server import Hub
-
 log = logging.getLogger("monitor.hub")
 
-CLOSE_INVALID_DATA = 1007
-CLOSE_UNSUPPORTED = 1003
-CLOSE_POLICY = 1008
-CLOSE_GOING_AWAY = 1001
-CLOSE_INTERNAL_ERROR = 1011
 CLOSE_WAIT_S = 5.0  # longest wait for a close handshake, either side starting it
 PING_TIMEOUT_CLOSE_S = 1.0  # the same for a peer that went silent
 
@@ -107,7 +97,7 @@ class Peer(asyncio.Protocol):
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self.protocol = ServerProtocol(max_size=MAX_FRAME_BYTES)
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set on connect
         self.pending: list[bytes] = []
         self.session: Session | None = None
         self.closing = False  # the hub is closing it, or it is gone
@@ -155,7 +145,7 @@ class Peer(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a TCP server's: a Transport
         self.address = transport.get_extra_info("peername")
         if self.address:
             self.remote = f"{self.address[0]}:{self.address[1]}"
@@ -208,10 +198,12 @@ class Peer(asyncio.Protocol):
         if self.closing or (protocol.close_sent is not None
                             and not protocol.close_rcvd_then_sent):
             return  # the hub is closing it (or a frame was not UTF-8): requests are dropped
+        # websockets types a frame's payload as any bytes-like object; its parser makes
+        # bytes, which is what is kept and decoded here.
+        data = cast(bytes, frame.data)
         if not frame.fin:
-            self.fragments.append(frame.data)
+            self.fragments.append(data)
             return
-        data = frame.data
         if self.fragments:
             self.fragments.append(data)
             data = b"".join(self.fragments)
@@ -219,14 +211,14 @@ class Peer(asyncio.Protocol):
         try:
             text = data.decode()
         except UnicodeDecodeError as exc:
-            self.fail(CLOSE_INVALID_DATA, f"{exc.reason} at position {exc.start}")
+            self.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
             return
         try:
             self.endpoint.message(self, text)
         except Exception:  # a bug must cost this connection, never the hub or others
             log.exception("event=request_failed remote=%s user=%s", self.remote,
                           self.user_id())
-            self.endpoint.peers.close(self, CLOSE_INTERNAL_ERROR, "internal error")
+            self.endpoint.peers.close(self, CloseCode.INTERNAL_ERROR, "internal error")
 
     def fail(self, code: int, reason: str) -> None:
         """Close at once because the peer broke the protocol (what websockets does)."""
@@ -275,7 +267,7 @@ class Peer(asyncio.Protocol):
 class Peers:
     """Every connection of this node, their outgoing queues and the hub's PINGs."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: HubPort) -> None:
         self.hub = hub
         self.all: set[Peer] = set()
         self._dirty: list[Peer] = []
@@ -290,13 +282,16 @@ class Peers:
         dirty = self._dirty
         metrics = self.hub.metrics
         for targets, text in sends:
-            data = ws_frame(text if type(text) is str else text())  # type: ignore[operator]
-            for peer in targets:
-                if peer.closing:  # type: ignore[attr-defined]
+            # Hot path: a type() test, not isinstance, for the frame or the function making
+            # it; the state's handles are this endpoint's Peers.
+            made = text if type(text) is str else text()  # type: ignore[operator]  # type()
+            data = ws_frame(made)
+            for peer in cast("Sequence[Peer]", targets):
+                if peer.closing:
                     continue
-                pending = peer.pending  # type: ignore[attr-defined]
+                pending = peer.pending
                 if not pending:
-                    dirty.append(peer)  # type: ignore[arg-type]
+                    dirty.append(peer)
                 pending.append(data)
             metrics.deliveries += len(targets)
             metrics.messages_out += 1
@@ -337,7 +332,7 @@ class Peers:
         self.hub.metrics.slow_consumers += 1
         log.warning("event=slow_consumer_dropped remote=%s user=%s buffered=%d",
                     peer.remote, peer.user_id(), peer.queued_bytes())
-        self.close(peer, CLOSE_SLOW_CONSUMER, "slow consumer: send buffer full")
+        self.close(peer, CloseCode.SLOW_CONSUMER, "slow consumer: send buffer full")
 
     def close(self, peer: Peer, code: int, reason: str, wait_s: float | None = None) -> None:
         """Close a connection with a close frame, after what it is already owed; cut it
@@ -369,7 +364,7 @@ class Peers:
                     log.info("event=ping_timeout remote=%s user=%s", peer.remote,
                              peer.session.user.user_id)
                     # Presumed gone: cut off soon, not after a full close handshake wait.
-                    self.close(peer, CLOSE_PING_TIMEOUT, "ping timeout", PING_TIMEOUT_CLOSE_S)
+                    self.close(peer, CloseCode.PING_TIMEOUT, "ping timeout", PING_TIMEOUT_CLOSE_S)
                 elif now - peer.last_ping >= every:
                     peer.last_ping = now
                     peer.ping_outstanding = True
@@ -385,7 +380,7 @@ class Endpoint:
     """Runs each connection: opening handshake, authentication, then its requests in the
     order they arrive."""
 
-    def __init__(self, hub: Hub, peers: Peers, open_timeout_s: float) -> None:
+    def __init__(self, hub: HubPort, peers: Peers, open_timeout_s: float) -> None:
         self.hub = hub
         self.peers = peers
         self.open_timeout_s = open_timeout_s
@@ -465,7 +460,7 @@ class Endpoint:
     def binary(self, peer: Peer) -> None:
         if not peer.closing:
             self.hub.metrics.messages_in += 1
-            self.peers.close(peer, CLOSE_UNSUPPORTED, "text frames only")
+            self.peers.close(peer, CloseCode.UNSUPPORTED, "text frames only")
 
     def message(self, peer: Peer, message: str) -> None:
         """One text message: a request before or after authentication."""
@@ -474,7 +469,7 @@ class Endpoint:
         try:
             request = decode(message)
         except FrameError as exc:
-            self.peers.close(peer, CLOSE_INVALID_DATA, str(exc))
+            self.peers.close(peer, CloseCode.INVALID_DATA, str(exc))
             return
         except RequestError as exc:
             self._refuse(peer, exc.service, None, Result.INVALID_REQUEST, str(exc))
@@ -495,7 +490,7 @@ class Endpoint:
         log.info("event=auth_timeout remote=%s", peer.remote)
         failures = self.hub.metrics.auth_failures
         failures["timeout"] = failures.get("timeout", 0) + 1
-        self.peers.close(peer, CLOSE_AUTH_TIMEOUT, "not authenticated in time")
+        self.peers.close(peer, CloseCode.AUTH_TIMEOUT, "not authenticated in time")
 
     def _before_authentication(self, peer: Peer, service: int, body: dict[str, Any]) -> None:
         request_id = body.get("requestId")
@@ -522,7 +517,7 @@ class Endpoint:
                      exc.message)
             self.peers.send_now(peer, encode(Service.AUTHEN, reply(
                 Service.AUTHEN, request_id, exc.code, exc.message)))
-            self.peers.close(peer, CLOSE_AUTH_FAILED, f"authentication failed (r={code})")
+            self.peers.close(peer, CloseCode.AUTH_FAILED, f"authentication failed (r={code})")
             return
         project = hub.config.key(claims.key_sid)
         assert project is not None  # the key verified, so it exists
@@ -539,7 +534,7 @@ class Endpoint:
                      claims.user_id, int(r), message)
             self.peers.send_now(peer, encode(Service.AUTHEN, reply(
                 Service.AUTHEN, request_id, r, message)))
-            self.peers.close(peer, CLOSE_AUTH_FAILED, f"authentication failed (r={int(r)})")
+            self.peers.close(peer, CloseCode.AUTH_FAILED, f"authentication failed (r={int(r)})")
             return
         settings = hub.config.hub
         peer.allowance = float(settings.change_burst_per_connection)
@@ -563,7 +558,7 @@ class Endpoint:
         if peer.closing:
             return  # gone while the login was being stored
         if not stored:
-            self.peers.close(peer, CLOSE_GOING_AWAY, "internal error")
+            self.peers.close(peer, CloseCode.GOING_AWAY, "internal error")
             return
         session = peer.session
         assert session is not None

@@ -13,7 +13,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -22,7 +21,7 @@ from monitor.ssh.roles import Access, Roles, load_roles
 from monitor.tokens import mint_client_token
 
 if TYPE_CHECKING:
-    from monitor.demo.run import Demo
+    pass
 
 log = logging.getLogger("monitor.ssh")
 
@@ -86,21 +85,6 @@ class RolesPolicy:
         return mint_client_token(self.key_sid, self.secret, access.user_id,
                                  subscribe=access.subscribe, attributes=access.attributes,
                                  display_name=access.display_name, ttl_s=self.ttl_s)
-
-
-@dataclass
-class DemoPolicy:
-    """Anyone: the demo's supervisor view, read-only."""
-
-    demo: Demo
-
-    def access(self, login: str) -> Access | None:
-        from monitor.demo.scenario import SUPERVISOR_ID
-
-        return Access(SUPERVISOR_ID, display_name="Supervisor", read_only=True)
-
-    def mint(self, access: Access) -> str:
-        return self.demo.supervisor_token()
 
 
 def sweep_stale_session_files(prefix: str = "monitor-ssh") -> None:

@@ -52,7 +52,7 @@ def _window(text: str) -> float:
 
 def add_ssh_command(sub: Any) -> None:
     """Register ``monitor ssh-serve``."""
-    from monitor.cli import add_config_flag
+    from monitor.flags import add_config_flag
 
     ssh = sub.add_parser(
         "ssh-serve", help="let supervisors and agents in with nothing but ssh",
@@ -109,7 +109,7 @@ def add_ssh_command(sub: Any) -> None:
 
 def session_settings(path: str | None) -> str:
     """The checked monitor.toml for sessions (``os.devnull``: the defaults)."""
-    from monitor.cli import UsageError
+    from monitor.flags import UsageError
     from monitor.tui.settings import load_settings
 
     if path is None:
@@ -138,7 +138,7 @@ def _door_options(args: argparse.Namespace) -> Any:
 
 def _roles_door(args: argparse.Namespace) -> Any:
     """The door of a roles file, authorized keys and the config's API key."""
-    from monitor.cli import UsageError, config_from_args
+    from monitor.flags import UsageError, config_from_args
     from monitor.ssh.access import RolesPolicy, hub_url_from_config
     from monitor.ssh.keys import AuthorizedKeys
     from monitor.ssh.roles import load_roles
@@ -195,8 +195,8 @@ async def _serve(args: argparse.Namespace, door: Any) -> int:
             await door.close()
         return 0
 
+    from monitor.demo.doors import DemoPolicy
     from monitor.demo.run import Demo, DemoOptions
-    from monitor.ssh.access import DemoPolicy
     from monitor.ssh.server import Door
 
     demo = Demo(DemoOptions(agents=args.demo_agents, headless=True))

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 
-from monitor.config import ConfigError, user_data_dir
-from monitor.ssh.access import DemoPolicy, Policy, SessionFiles
+from monitor.config import user_data_dir
+from monitor.ssh.access import Policy, SessionFiles
 from monitor.ssh.access import RolesPolicy as RolesPolicy  # re-exported: its old home
 from monitor.ssh.access import hub_url_from_config as hub_url_from_config
 from monitor.ssh.access import sweep_stale_session_files as sweep_stale_session_files
@@ -33,7 +33,7 @@ from monitor.ssh.roles import Access
 from monitor.ssh.session import MonitorSession
 
 if TYPE_CHECKING:
-    from monitor.demo.run import Demo
+    pass
 
 log = logging.getLogger("monitor.ssh")
 
@@ -273,15 +273,3 @@ class DoorConnection(asyncssh.SSHServer):
         session = MonitorSession(self.door, self.access, self.login, self.peer)
         self.door.track(session)
         return self.conn.create_server_channel(encoding=None), session
-
-
-async def open_demo_door(demo: Demo, port: int, host: str = "127.0.0.1",
-                         host_key: Path | None = None, max_sessions: int = 20) -> Door:
-    """The SSH door onto a running demo: anyone, read-only supervisor view."""
-    options = DoorOptions(host=host, port=port, max_sessions=max_sessions)
-    if host_key is not None:
-        options.host_key = host_key
-    try:
-        return await Door(DemoPolicy(demo), demo.ws_url, options, authorized_keys=None).start()
-    except OSError as exc:  # the port is taken, the host key unreadable
-        raise ConfigError(f"--ssh {port}: {exc.strerror or exc}") from None

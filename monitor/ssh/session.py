@@ -18,15 +18,13 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import asyncssh
 
+from monitor.ssh.access import SessionFiles
 from monitor.ssh.roles import Access
 from monitor.ssh.terminal import PtyProcess
-
-if TYPE_CHECKING:
-    from monitor.ssh.server import Door
 
 log = logging.getLogger("monitor.ssh")
 
@@ -73,10 +71,31 @@ def child_env(term: str | None, client_env: Mapping[str, str], home: str) -> dic
     return env
 
 
-class MonitorSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
+class SessionDoor(Protocol):
+    """What a session needs of its door (:class:`monitor.ssh.server.Door`)."""
+
+    hub_url: str
+    settings_path: str
+    files: SessionFiles
+    sessions: set[MonitorSession]
+
+    @property
+    def max_sessions(self) -> int: ...
+
+    @property
+    def idle_timeout(self) -> float: ...
+
+    def admit(self, session: MonitorSession) -> bool: ...
+
+    def release(self, session: MonitorSession) -> None: ...
+
+    def forget(self, session: MonitorSession) -> None: ...
+
+
+class MonitorSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]  # generic at run time only
     """Runs the monitor for one SSH channel of an authenticated user."""
 
-    def __init__(self, door: Door, access: Access, login: str, peer: str) -> None:
+    def __init__(self, door: SessionDoor, access: Access, login: str, peer: str) -> None:
         self._door = door
         self.access = access
         self.login = login  # the SSH user name (the userId, except in the demo)
@@ -201,8 +220,8 @@ class MonitorSession(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                      "sessions=%d", self.login, self.peer, process.pid, self._term,
                      self._size[0], self._size[1], len(self._door.sessions))
             exited = asyncio.create_task(process.wait())
-            await asyncio.wait({exited, idle, self._ending},
-                               return_when=asyncio.FIRST_COMPLETED)
+            waited: set[asyncio.Future[Any]] = {exited, idle, self._ending}
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
             if exited.done():
                 reason = "quit"
                 self._finish(exited.result())

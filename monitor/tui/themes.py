@@ -94,7 +94,8 @@ def parse_theme(data: Mapping[str, Any], source: str) -> Theme:
         raise ThemeError(f"{source}: name: expected a name without spaces, got {name!r}")
     if "primary" not in data:
         raise ThemeError(f"{source}: primary: required")
-    base = {key: _colour(data[key], f"{source}: {key}") for key in BASE_COLOURS if key in data}
+    base: dict[str, Any] = {key: _colour(data[key], f"{source}: {key}")
+                            for key in BASE_COLOURS if key in data}
     flags: dict[str, Any] = {}
     for key in ("dark", "ansi"):
         if key in data:

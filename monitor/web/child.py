@@ -19,8 +19,7 @@ import sys
 import threading
 import time
 
-PID_FILE = "pid"
-STDERR_FILE = "stderr.log"
+from monitor.web.session_files import PID_FILE, STDERR_FILE
 
 
 def _quit_when_orphaned(parent: int) -> None:

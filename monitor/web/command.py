@@ -56,7 +56,7 @@ def _state(args: argparse.Namespace) -> Any:
 
 def add_web_command(sub: Any) -> None:
     """Register ``monitor web`` and its ``invite`` and ``revoke``."""
-    from monitor.cli import add_config_flag
+    from monitor.flags import add_config_flag
 
     web = sub.add_parser(
         "web", help="the monitor in a browser: serve it, invite users, revoke them",
@@ -136,7 +136,7 @@ def cmd_web_invite(args: argparse.Namespace) -> int:
     """Print an invitation URL."""
     import time
 
-    from monitor.cli import UsageError
+    from monitor.flags import UsageError
     from monitor.ssh.roles import load_roles
     from monitor.web.invites import INVITE
 
@@ -182,7 +182,7 @@ def cmd_web_revoke(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from monitor.cli import UsageError
+    from monitor.flags import UsageError
     from monitor.ssh.command import session_settings
     from monitor.web.server import WebOptions
 
@@ -213,7 +213,7 @@ def _options(args: argparse.Namespace) -> Any:
 
 def _roles_door(args: argparse.Namespace) -> Any:
     """The door of a roles file and the config's API key."""
-    from monitor.cli import UsageError, config_from_args
+    from monitor.flags import UsageError, config_from_args
     from monitor.ssh.access import RolesPolicy, hub_url_from_config
     from monitor.ssh.roles import load_roles
     from monitor.web.server import InvitationGate, WebDoor
@@ -260,8 +260,9 @@ async def _serve(args: argparse.Namespace, door: Any) -> int:
             await door.close()
         return 0
 
+    from monitor.demo.doors import DemoGate
     from monitor.demo.run import Demo, DemoOptions
-    from monitor.web.server import DemoGate, WebDoor
+    from monitor.web.server import WebDoor
 
     demo = Demo(DemoOptions(agents=args.demo_agents, headless=True))
     await demo.start()

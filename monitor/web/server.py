@@ -33,16 +33,15 @@ from aiohttp import WSMsgType, web
 from textual_serve.app_service import AppService
 from textual_serve.download_manager import DownloadManager
 
-from monitor.config import ConfigError
 from monitor.ssh.access import RolesPolicy, SessionFiles
 from monitor.ssh.limits import LOGIN_FAILURE_WINDOW_S, MAX_LOGIN_FAILURES, LoginThrottle
 from monitor.ssh.roles import Access
-from monitor.web.child import PID_FILE, STDERR_FILE
 from monitor.web.invites import INVITE, SESSION, Pass, PassError, WebState
 from monitor.web.pages import SECURITY_HEADERS, invitation_needed_page, terminal_page
+from monitor.web.session_files import PID_FILE, STDERR_FILE
 
 if TYPE_CHECKING:
-    from monitor.demo.run import Demo
+    pass
 
 log = logging.getLogger("monitor.web")
 
@@ -171,27 +170,6 @@ class InvitationGate:
 
     def mint(self, access: Access) -> str:
         return self.policy.mint(access)
-
-
-class DemoGate:
-    """Anyone (the demo): each browser session is a supervisor ``web_N`` of its own."""
-
-    needs_invitation = False
-    secure_cookie = False
-
-    def __init__(self, demo: Demo) -> None:
-        self.demo = demo
-        self._numbers = itertools.count(1)
-
-    def visitor(self, request: web.Request) -> Visitor:
-        number = next(self._numbers)
-        return Visitor(Access(f"web_{number}", display_name=f"Web visitor {number}"))
-
-    def still_in(self, visitor: Visitor) -> tuple[int, str, str] | None:
-        return None
-
-    def mint(self, access: Access) -> str:
-        return self.demo.supervisor_token(access.user_id, access.display_name or "Visitor")
 
 
 @dataclass
@@ -362,8 +340,8 @@ class WebSession:
             await service.start(*self.size)
             reader = asyncio.create_task(self._from_browser(service))
             gone = asyncio.create_task(service.gone.wait())
-            await asyncio.wait({reader, gone, self._ending},
-                               return_when=asyncio.FIRST_COMPLETED)
+            waited: set[asyncio.Future[Any]] = {reader, gone, self._ending}
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
             if self._ending.done():
                 code, text, reason = self._ending.result()
             elif gone.done():
@@ -725,13 +703,3 @@ def _cells(text: str | None, default: int) -> int:
     except ValueError:
         return default
     return value if 0 < value <= MAX_CELLS else default
-
-
-async def open_demo_web(demo: Demo, port: int, host: str = "127.0.0.1",
-                        max_sessions: int = 20) -> WebDoor:
-    """The web door onto a running demo: anyone, each a supervisor ``web_N``."""
-    options = WebOptions(host=host, port=port, max_sessions=max_sessions)
-    try:
-        return await WebDoor(DemoGate(demo), demo.ws_url, options).start()
-    except OSError as exc:  # the port is taken
-        raise ConfigError(f"--web {port}: {exc.strerror or exc}") from None

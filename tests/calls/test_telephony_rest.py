@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -172,6 +173,18 @@ def test_malformed_reports_are_21(call_hub: HubProcess, rest: httpx.Client) -> N
     assert [c["status"] for c in rest_calls(call_hub) if c["callId"] == call_id] == \
         ["Ringing"]
     ok(put_call(rest, call_id, "Ended"))
+
+
+def test_parties_and_call_ids_with_control_characters_are_21(
+        call_hub: HubProcess, rest: httpx.Client) -> None:
+    """They are shown in every supervisor's monitor: an ESC there is refused."""
+    hostile = "+44\x1b]0;TITLE\x07"
+    for from_, to in ((hostile, "agent_x"), (CUSTOMER, "agent\x9b2J"),
+                      (CUSTOMER, "agent\u202ex")):
+        refused(put_call(rest, uid("pbx"), "Ringing", from_=from_, to=to), 400, 21)
+    refused(rest.put("/v1/calls/" + quote("call\x1b[2J"),
+                     json={"from": CUSTOMER, "to": "agent_x", "status": "Ringing"}), 400, 21)
+    assert not [c for c in rest_calls(call_hub) if "\x1b" in c["from"] + c["callId"]]
 
 
 def test_reports_need_a_rest_token(call_hub: HubProcess) -> None:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from tests.calls.callwire import ANSWER, HANGUP, call_ok, control, incoming, state, states
+from tests.calls.callwire import (
+    ANSWER,
+    HANGUP,
+    call_ok,
+    control,
+    incoming,
+    state,
+    states,
+    wait_offline,
+)
 from tests.hub.wire import login
 from tests.hubproc import HubProcess
 
@@ -37,6 +46,8 @@ async def test_a_call_between_agents_on_two_nodes(nodes: list[HubProcess]) -> No
 async def test_calling_an_agent_connected_nowhere_is_busy(nodes: list[HubProcess]) -> None:
     gone = await login(nodes[1], nodes[1].client_token("xb_gone"))
     await gone.close()
+    # Once the caller's node has read the logout (a REST read there waits until it has).
+    await wait_offline(nodes[0], "xb_gone")
     caller = await login(nodes[0], nodes[0].client_token("xb_caller"))
     call = await call_ok(caller, "xb_gone")
     assert call["status"] == "Ended" and call["endReason"] == "busy"

@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from monitor.hub.cluster.coordinator import RedisCoordinator
 from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire, Notify
 from monitor.hub.cluster.redis_store import dumps, grant_map
-from monitor.hub.cluster.state import ClusterState
+from monitor.hub.state import HubState, Send
 from monitor.protocol import Service
 from tests.hub_unit.builders import PROJECT, T0, claims, grants, make_state
+
+
+class Node:
+    """A node's state with its Redis coordinator, without Redis."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.coordinator = RedisCoordinator()
+        self.state = HubState([PROJECT], coordinator=self.coordinator, **kwargs)
+
+    def apply(self, project_id: int, fields: dict[str, str]) -> list[Send]:
+        return self.coordinator.apply(self.state, project_id, fields)
+
+
+def then(effects: Any) -> list[Send]:
+    """The sends a login makes once it is in the log (its AUTHEN reply and resume)."""
+    return [send for make in effects.then for send in make()]
 
 
 def entry(user: str, name: str, value: object, old: object, seqs: str, ts: int = T0,
@@ -19,7 +37,7 @@ def entry(user: str, name: str, value: object, old: object, seqs: str, ts: int =
 
 
 def test_changes_are_proposed_not_applied() -> None:
-    state = ClusterState([PROJECT])
+    state = Node().state
     outcome = state.authenticate("h1", PROJECT, claims("a", attributes=[("s", "t")]), {}, 1, T0)
     assert outcome.effects.sends == []  # the reply waits for the login to be in the log
     assert isinstance(outcome.effects.ops[-1], Connect)
@@ -36,23 +54,22 @@ def test_an_applied_change_is_the_message_one_node_would_send() -> None:
                                              display_name="Ann"), {}, 1, T0)
     expected = single.change_attributes(PROJECT, "a", [{"attribute": "s", "value": 3}],
                                         T0 + 5).sends
-    node = ClusterState([PROJECT])
-    node.authenticate("w", PROJECT, claims("w", subscribe=["t"]), {}, 1, T0).effects.ops[-1] \
-        .after()  # type: ignore[union-attr]
+    node = Node()
+    then(node.state.authenticate("w", PROJECT, claims("w", subscribe=["t"]), {}, 1,
+                                 T0).effects)
     sends = node.apply(PROJECT, entry("a", "s", 3, None, "t 1", T0 + 5, "Ann"))
     assert [(list(t), json.loads(f)) for t, f in sends] == \
         [(list(t), json.loads(f)) for t, f in expected]
-    assert node.user(PROJECT, "a").value("s") == 3
+    assert node.state.user(PROJECT, "a").value("s") == 3
 
 
 def test_the_reply_counts_what_the_log_brought_before_it() -> None:
-    node = ClusterState([PROJECT])
-    outcome = node.authenticate("w", PROJECT, claims("w", subscribe=["t"]), {}, 7, T0)
+    node = Node()
+    outcome = node.state.authenticate("w", PROJECT, claims("w", subscribe=["t"]), {}, 7, T0)
     # A message arrives between the AUTHEN and its read-back: not sent to the connection
     # yet (it is not subscribed), counted in the reply's seq instead.
     assert node.apply(PROJECT, entry("a", "s", 1, None, "t 1")) == []
-    attach = outcome.effects.ops[-1].after  # type: ignore[union-attr]
-    sends = attach()
+    sends = then(outcome.effects)
     reply = json.loads(sends[0][1])
     assert reply["service"] == Service.AUTHEN and reply["body"]["requestId"] == 7
     assert reply["body"]["topics"]["t"]["seq"] == 1
@@ -62,30 +79,30 @@ def test_the_reply_counts_what_the_log_brought_before_it() -> None:
 
 
 def test_resume_on_another_node_replays_from_its_history() -> None:
-    node = ClusterState([PROJECT])
-    node.epochs[PROJECT] = "E"
+    node = Node()
+    node.coordinator.epochs[PROJECT] = "E"
     for seq in range(1, 6):
         node.apply(PROJECT, entry("a", "s", seq, seq - 1, f"t {seq}"))
-    outcome = node.authenticate("w", PROJECT, claims("w", subscribe=["t"]), {}, 1, T0,
-                                {"t": {"epoch": "E", "seq": 2}})
-    sends = outcome.effects.ops[-1].after()  # type: ignore[union-attr]
+    outcome = node.state.authenticate("w", PROJECT, claims("w", subscribe=["t"]), {}, 1, T0,
+                                      {"t": {"epoch": "E", "seq": 2}})
+    sends = then(outcome.effects)
     assert json.loads(sends[0][1])["body"]["recovered"] == {"t": True}
     assert [json.loads(f)["body"]["seq"] for _, f in sends[1:]] == [3, 4, 5]
 
 
 def test_history_loaded_at_start_keeps_only_an_unbroken_run() -> None:
-    node = ClusterState([PROJECT])
+    node = Node()
     entries = [entry("a", "s", 1, None, "t 1"), entry("a", "s", 3, 1, "t 3"),
                entry("a", "s", 4, 3, "t 4")]
-    node.reset_topics(PROJECT, "E", {"t": 4})
-    node.load_history(PROJECT, entries, {"t": 4})
-    topic = node.topics[(PROJECT, "t")]
+    node.coordinator.reset_topics(node.state, PROJECT, "E", {"t": 4})
+    node.coordinator.load_history(node.state, PROJECT, entries, {"t": 4})
+    topic = node.state.topics[(PROJECT, "t")]
     assert (topic.epoch, topic.seq) == ("E", 4)
     assert [s for s, _ in topic.history] == [3, 4]
 
 
 def test_presence_is_proposed_by_connections() -> None:
-    node = ClusterState([PROJECT], offline_grace_ms=1000)
+    node = Node(offline_grace_ms=1000).state
     session = node.authenticate("h", PROJECT, claims("a"), {}, 1, T0).session
     effects = node.disconnect("h", T0 + 10)
     assert [op for op in effects.ops if not isinstance(op, Notify)] == [
@@ -98,7 +115,7 @@ def test_presence_is_proposed_by_connections() -> None:
 
 
 def test_other_devices_are_told_through_the_log_whatever_node_they_are_on() -> None:
-    node = ClusterState([PROJECT], offline_grace_ms=1000)
+    node = Node(offline_grace_ms=1000).state
     login = node.authenticate("h", PROJECT, claims("a"), {"deviceId": "desk"}, 1, T0)
     # No other connection here, but there may be one on another node: Redis decides.
     notices = [op for op in login.effects.ops if isinstance(op, Notify)]

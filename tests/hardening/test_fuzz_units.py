@@ -297,7 +297,7 @@ def _config_is_usable(config: Config) -> None:
     settings_ = config.hub
     HubState([p.id for p in config.projects], history_size=settings_.history_size,
              offline_grace_ms=settings_.offline_grace_ms,
-             ping_after_ms=settings_.ping_after_ms)._topic(0, "t")
+             ping_after_ms=settings_.ping_after_ms).topic(0, "t")
     for name in ("offline_grace_ms", "ping_after_ms", "ping_timeout_extra_ms",
                  "auth_timeout_ms", "call_no_answer_ms"):
         seconds = getattr(settings_, name) / 1000

@@ -49,6 +49,9 @@ class Disk:
             raise StoreError("disk on fire")
         self.writes.append(list(ops))
 
+    def failed(self, ops: list[StoreOp], error: BaseException) -> None:
+        self.failed_batches = getattr(self, "failed_batches", 0) + 1
+
 
 class Wire:
     """The emit side: every send in the order it was released."""
@@ -75,7 +78,7 @@ def wire() -> Wire:
 
 
 async def _running(disk: Disk, wire: Wire, threaded: bool) -> AsyncIterator[CommitPipeline]:
-    pipe = CommitPipeline(disk.write, wire.emit, threaded=threaded)
+    pipe = CommitPipeline(disk, wire.emit, threaded=threaded)
     yield pipe
     if disk.gate is not None:
         disk.release()
@@ -328,7 +331,7 @@ async def test_drain_right_after_submit_includes_the_unsealed_batch(
 
 
 async def test_close_waits_for_the_write_in_flight(disk: Disk, wire: Wire) -> None:
-    pipe = CommitPipeline(disk.write, wire.emit)
+    pipe = CommitPipeline(disk, wire.emit, threaded=True)
     disk.hold()
     pipe.submit(effects("A"))
     await wait_entered(disk)
@@ -343,7 +346,7 @@ async def test_close_waits_for_the_write_in_flight(disk: Disk, wire: Wire) -> No
 async def test_state_changes_through_the_pipeline_into_sqlite(tmp_path: Path,
                                                               wire: Wire) -> None:
     store = SqliteStore(tmp_path / "hub.sqlite3")
-    pipe = CommitPipeline(store.write, wire.emit)
+    pipe = CommitPipeline(store, wire.emit, threaded=True)
     state = make_state()
     try:
         assert await pipe.submit(login(state, "sup", "sup", subscribe=["team"]).effects)
@@ -370,7 +373,7 @@ async def test_a_send_that_cannot_be_emitted_does_not_stall_the_pipeline(
         wire.emit(sends)
 
     for threaded_mode in (True, False):
-        pipe = CommitPipeline(disk.write, emit, threaded=threaded_mode)
+        pipe = CommitPipeline(disk, emit, threaded=threaded_mode)
         futures = [pipe.submit(effects("A")), pipe.submit(effects("bad \ud800")),
                    pipe.submit(effects("C", durable=False))]
         assert await asyncio.wait_for(asyncio.gather(*futures), 5) == [True, True, True]

@@ -1,9 +1,10 @@
-"""A send that cannot go out, in a batch of either commit pipeline (one node, or Redis).
+"""A send that cannot go out, in a batch of the commit pipeline, with either writer (one
+node's store, written on a thread or inline, or a node of many's Redis writer).
 
 Whatever one change's send does, every change of its batch is resolved and the others'
 sends go out; when the batch cannot be stored, its undos run newest first across the
-whole batch, so two changes of one value undo to the first. The cluster pipeline runs
-here over a small stand-in for its node (no Redis): only the order is under test.
+whole batch, so two changes of one value undo to the first. The Redis writer runs here
+over a small stand-in for its node (no Redis): only the order is under test.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 
 from monitor.hub.cluster.ops import Connect, Disconnect, Expire
-from monitor.hub.cluster.pipeline import ClusterPipeline
+from monitor.hub.cluster.pipeline import RedisWriter
 from monitor.hub.pipeline import CommitPipeline
 from monitor.hub.state import Effects, Send
 from tests.hub_unit.builders import PROJECT, T0
@@ -24,7 +25,7 @@ from tests.hub_unit.test_pipeline import Disk, Wire, effects
 if TYPE_CHECKING:
     from monitor.hub.cluster.node import ClusterNode
 
-Pipeline = CommitPipeline | ClusterPipeline
+Pipeline = CommitPipeline
 
 
 class RefusingWire(Wire):
@@ -42,7 +43,7 @@ class RefusingWire(Wire):
 
 
 class FakeNode:
-    """What :class:`ClusterPipeline` uses of its node, over the ``Disk`` double."""
+    """What :class:`RedisWriter` uses of its node, over the ``Disk`` double."""
 
     def __init__(self, disk: Disk) -> None:
         self.disk = disk
@@ -87,12 +88,12 @@ def node(disk: Disk) -> FakeNode:
 @pytest.fixture(params=["threaded", "inline", "cluster"])
 async def pipeline(request: pytest.FixtureRequest, disk: Disk, wire: RefusingWire,
                    node: FakeNode) -> AsyncIterator[Pipeline]:
-    """The single-node pipeline both ways of writing, and the cluster pipeline."""
+    """The pipeline over one node's store both ways of writing, and over Redis."""
     pipe: Pipeline
     if request.param == "cluster":
-        pipe = ClusterPipeline(cast("ClusterNode", node), wire.emit)
+        pipe = CommitPipeline(RedisWriter(cast("ClusterNode", node)), wire.emit)
     else:
-        pipe = CommitPipeline(disk.write, wire.emit, threaded=request.param == "threaded")
+        pipe = CommitPipeline(disk, wire.emit, threaded=request.param == "threaded")
     yield pipe
     await asyncio.wait_for(pipe.drain(), 5)
     pipe.close()
@@ -138,29 +139,27 @@ async def test_undo_of_a_failed_batch_runs_newest_first_across_its_changes(
     assert wire.texts == ["first!", "second!"]
 
 
-# -- the cluster pipeline's own steps -------------------------------------------------------
+# -- sends made once durable, and the Redis writer's own steps -----------------------------
 
 
-def connect(user_id: str, after: Callable[[], list[Send]]) -> Connect:
-    return Connect(PROJECT, user_id, f"conn-{user_id}", T0, after)
+def connect(user_id: str) -> Connect:
+    return Connect(PROJECT, user_id, f"conn-{user_id}", T0)
 
 
-async def test_a_failing_connect_answer_leaves_the_rest_of_the_batch_sent_and_resolved(
-        node: FakeNode, wire: RefusingWire) -> None:
+async def test_a_failing_then_send_leaves_the_rest_of_the_batch_sent_and_resolved(
+        pipeline: Pipeline, wire: RefusingWire) -> None:
     def broken() -> list[Send]:
         raise RuntimeError("the connection went away meanwhile")
 
-    pipe = ClusterPipeline(cast("ClusterNode", node), wire.emit)
-    batch = [Effects(ops=[connect("a", lambda: [(("a",), "AUTHEN a")])],
+    pipe = pipeline
+    batch = [Effects(ops=[connect("a")], then=[lambda: [(("a",), "AUTHEN a")]],
                      sends=[(("x",), "a online")]),
-             Effects(ops=[connect("b", broken)], sends=[(("x",), "b online")]),
-             Effects(ops=[connect("c", lambda: [(("c",), "AUTHEN c")])],
+             Effects(ops=[connect("b")], then=[broken], sends=[(("x",), "b online")]),
+             Effects(ops=[connect("c")], then=[lambda: [(("c",), "AUTHEN c")]],
                      sends=[(("x",), "c online")])]
     futures = [pipe.submit(one) for one in batch]
     assert await resolved(futures) == [True] * 3
     assert wire.texts == ["AUTHEN a", "a online", "b online", "AUTHEN c", "c online"]
-    await asyncio.wait_for(pipe.drain(), 5)
-    pipe.close()
 
 
 async def test_a_failed_batch_still_leaves_redis_later(node: FakeNode, disk: Disk,
@@ -168,11 +167,27 @@ async def test_a_failed_batch_still_leaves_redis_later(node: FakeNode, disk: Dis
     disk.failing = True
     gone = Disconnect(PROJECT, "a", "conn-a", T0, 0)
     expired = Expire(PROJECT, "b", T0)
-    pipe = ClusterPipeline(cast("ClusterNode", node), wire.emit)
+    pipe = CommitPipeline(RedisWriter(cast("ClusterNode", node)), wire.emit)
     futures = [pipe.submit(Effects(ops=[gone], failure_sends=[(("a",), "bad")])),
-               pipe.submit(Effects(ops=[connect("c", list), expired]))]
+               pipe.submit(Effects(ops=[connect("c"), expired]))]
     assert await resolved(futures) == [False, False]
     assert node.retried == [gone, expired]
     assert node.last_error == "disk on fire" and pipe.failures == 1
     await asyncio.wait_for(pipe.drain(), 5)
     pipe.close()
+
+
+async def test_an_undo_that_raises_leaves_the_other_undos_run_and_the_batch_resolved(
+        pipeline: Pipeline, wire: RefusingWire, disk: Disk) -> None:
+    disk.failing = True
+    log: list[str] = []
+
+    def broken() -> None:
+        raise RuntimeError("undo of a value that moved on")
+
+    first, second = effects("first", log=log), effects("second", log=log)
+    second.undo.insert(0, broken)
+    futures = [pipeline.submit(first), pipeline.submit(second)]
+    assert await resolved(futures) == [False, False]
+    assert log == ["undo second", "undo first"]
+    assert wire.texts == ["first!", "second!"]

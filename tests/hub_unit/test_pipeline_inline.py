@@ -16,7 +16,7 @@ from tests.hub_unit.test_pipeline import Disk, Wire, effects
 
 async def test_one_turn_is_one_write_on_the_loop_thread() -> None:
     disk, wire = Disk(), Wire()
-    pipe = CommitPipeline(disk.write, wire.emit, threaded=False)
+    pipe = CommitPipeline(disk, wire.emit, threaded=False)
     futures = [pipe.submit(effects(tag)) for tag in "ABC"]
     assert wire.sends == []  # nothing leaves before the write
     assert await asyncio.gather(*futures) == [True, True, True]
@@ -28,7 +28,7 @@ async def test_one_turn_is_one_write_on_the_loop_thread() -> None:
 
 async def test_order_is_kept_across_turns_with_and_without_ops() -> None:
     disk, wire = Disk(), Wire()
-    pipe = CommitPipeline(disk.write, wire.emit, threaded=False)
+    pipe = CommitPipeline(disk, wire.emit, threaded=False)
     first = [pipe.submit(effects("A")), pipe.submit(effects("b", durable=False))]
     await asyncio.gather(*first)
     second = [pipe.submit(effects("c", durable=False)), pipe.submit(effects("D"))]
@@ -42,7 +42,7 @@ async def test_a_failed_write_undoes_newest_first_and_sends_failure_sends() -> N
     disk, wire = Disk(), Wire()
     disk.failing = True
     log: list[str] = []
-    pipe = CommitPipeline(disk.write, wire.emit, threaded=False)
+    pipe = CommitPipeline(disk, wire.emit, threaded=False)
     results = await asyncio.gather(pipe.submit(effects("A", log=log)),
                                    pipe.submit(effects("B", log=log)))
     assert results == [False, False]
@@ -59,7 +59,7 @@ async def test_state_through_an_inline_pipeline_into_sqlite_with_background_chec
         tmp_path: Path) -> None:
     wire = Wire()
     store = SqliteStore(tmp_path / "hub.sqlite3", background_checkpoints=True)
-    pipe = CommitPipeline(store.write, wire.emit, threaded=False)
+    pipe = CommitPipeline(store, wire.emit, threaded=False)
     state = make_state()
     try:
         assert await pipe.submit(login(state, "c", "a", attributes=[("status", "team")]).effects)

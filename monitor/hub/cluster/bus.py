@@ -99,7 +99,8 @@ class LogReader:
                     self.connected = True
                     delay = BACKOFF_MIN_S
                     log.info("event=redis_reconnected url=%s", self.url)
-                streams = {prefix(p) + "log": i for p, i in self.positions.items()}
+                streams: dict[Any, Any] = {prefix(p) + "log": i
+                                           for p, i in self.positions.items()}
                 reply = await self._client.xread(streams, count=READ_COUNT, block=BLOCK_MS)
             except asyncio.CancelledError:
                 raise

@@ -1,11 +1,13 @@
-"""One node of a multi-node hub: its Redis store, log reader, pipeline and presence.
+"""One node of a multi-node hub: its Redis store, log reader, writer and presence.
 
-The hub (server.py) calls :meth:`ClusterNode.start` instead of opening SQLite; from then
-on every change goes through :class:`ClusterPipeline` and every node's view follows the
-log. When Redis goes away, writes are refused (r = 29), ``/healthz`` says ``degraded``,
-and the reader reconnects with backoff; when Redis is back, the node checks that it missed
-nothing (same epoch, log not trimmed past it, not rolled back) and carries on, or resyncs:
-it reloads its view and closes its connections, so that clients resume or re-read.
+The hub (server.py) calls :meth:`ClusterNode.load` instead of opening SQLite, runs its
+commit pipeline over the node's :class:`RedisWriter`, then :meth:`ClusterNode.join`: from
+then on every change is decided by Redis and every node's view follows the log. When
+Redis goes away, writes are refused (r = 29), ``/healthz`` says ``degraded``, and the
+reader reconnects with backoff; when Redis is back, the node checks that it missed
+nothing (same epoch, log not trimmed past it, not rolled back) and carries on, or
+resyncs: it reloads its view and closes its connections, so that clients resume or
+re-read.
 """
 
 from __future__ import annotations
@@ -21,31 +23,31 @@ from typing import TYPE_CHECKING, Any
 
 from monitor.hub.calls import Call
 from monitor.hub.cluster.bus import BACKOFF_MAX_S, BACKOFF_MIN_S, LogReader
+from monitor.hub.cluster.coordinator import RedisCoordinator
 from monitor.hub.cluster.ops import Connect, Kick
-from monitor.hub.cluster.pipeline import READ_BACK_S, ClusterPipeline
+from monitor.hub.cluster.pipeline import READ_BACK_S, RedisWriter
 from monitor.hub.cluster.presence import Presence
 from monitor.hub.cluster.redis_store import RedisStore, stream_id
-from monitor.hub.cluster.state import ClusterState
+from monitor.hub.port import HubPort
 from monitor.hub.state import Effects, Send, new_epoch
-from monitor.protocol import CLOSE_KICKED
+from monitor.protocol import CloseCode
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request, Response
 
-    from monitor.hub.server import Hub
-
 log = logging.getLogger("monitor.hub")
 
-CLOSE_RESYNC = 1012  # "service restart": reconnect, then resume or re-read the topics
 
 
 class ClusterNode:
     """What makes a hub one node of many."""
 
-    def __init__(self, hub: Hub) -> None:
-        assert isinstance(hub.state, ClusterState)
+    def __init__(self, hub: HubPort) -> None:
+        coordinator = hub.state.coordinator
+        assert isinstance(coordinator, RedisCoordinator)
         self.hub = hub
-        self.state: ClusterState = hub.state
+        self.state = hub.state
+        self.coordinator = coordinator
         settings = hub.config.hub
         self.url = settings.redis_url
         self.node_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -53,7 +55,8 @@ class ClusterNode:
         self.store = RedisStore(self.url, self.node_id)
         self.reader = LogReader(self.url, self._apply, self._flush, self._lost, self._back)
         self.presence = Presence(self, settings.node_lease_ms)
-        self.pipeline: ClusterPipeline | None = None
+        self.writer = RedisWriter(self)
+        self._positions: dict[int, str] = {}
         self.resyncs = 0
         self.last_error = ""
         self._sends: list[Send] = []
@@ -65,8 +68,8 @@ class ClusterNode:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    async def start(self) -> ClusterPipeline:
-        """Wait for Redis, load the view, then follow the log."""
+    async def load(self) -> None:
+        """Wait for Redis, then load this node's view."""
         delay = BACKOFF_MIN_S
         while True:
             try:
@@ -77,16 +80,18 @@ class ClusterNode:
                             self.url, str(exc), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
-        positions = await self._load()
-        assert self.hub.peers is not None
-        self.pipeline = ClusterPipeline(self, self.hub.peers.emit)
+        self._positions = await self._load()
+
+    async def join(self) -> None:
+        """Hold a lease and follow the log (the hub's pipeline runs by now: a lease
+        found lost registers this node's connections again)."""
+        positions = self._positions
         await self.presence.renew()
         self.reader.start(positions)
         self.presence.start()
         log.info("event=cluster_joined node=%s redis=%s projects=%s users=%d lease_ms=%d",
                  self.node_id, self.url, self.project_ids, len(self.state.users),
                  self.presence.lease_ms)
-        return self.pipeline
 
     async def stop(self) -> None:
         """After the pipeline drained: give up the lease, stop reading."""
@@ -106,16 +111,15 @@ class ClusterNode:
             loaded = await self.store.load(project_id, new_epoch())
             if loaded.fresh_epoch:
                 log.info("event=epoch_created project=%s epoch=%s", project_id, loaded.epoch)
-            self.state.reset_topics(project_id, loaded.epoch, loaded.seqs)
-            self.state.load_history(project_id, loaded.history, loaded.seqs)
+            coordinator, state = self.coordinator, self.state
+            coordinator.reset_topics(state, project_id, loaded.epoch, loaded.seqs)
+            coordinator.load_history(state, project_id, loaded.history, loaded.seqs)
             for user_id, fields in loaded.users.items():
-                self.state.load_user_fields(project_id, user_id, fields)
+                coordinator.load_user_fields(state, project_id, user_id, fields)
             if self.hub.calls is not None:
-                book = self.hub.calls.book
-                for key in [k for k in book.calls if k[0] == project_id]:
-                    del book.calls[key]
-                for text in loaded.calls.values():
-                    book.put(Call.from_json(project_id, json.loads(text)))
+                self.hub.calls.book.replace_project(project_id, [
+                    Call.from_json(project_id, json.loads(text))
+                    for text in loaded.calls.values()])
             positions[project_id] = loaded.last_id
         return positions
 
@@ -124,7 +128,7 @@ class ClusterNode:
     def _apply(self, project_id: int, entry_id: str, fields: dict[str, str]) -> None:
         kind = fields.get("k")
         if kind in ("a", "l"):
-            self._sends += self.state.apply(project_id, fields)
+            self._sends += self.coordinator.apply(self.state, project_id, fields)
         elif kind == "c" and self.hub.calls is not None:
             data = json.loads(fields["v"])
             if "status" in data:
@@ -138,12 +142,12 @@ class ClusterNode:
                 self._sends.append((targets, fields["f"]))
         elif kind == "k":
             self._flush()
-            self._close_local(project_id, fields["u"])
+            self.hub.close_user(project_id, fields["u"])
 
     def _flush(self) -> None:
         sends, self._sends = self._sends, []
-        if sends and self.hub.peers is not None:
-            self.hub.peers.emit(sends)
+        if sends:
+            self.hub.emit(sends)
 
     def find_call(self, project_id: int, call_id: str) -> Call | None:
         return self.hub.calls.book.find(project_id, call_id) if self.hub.calls else None
@@ -178,7 +182,7 @@ class ClusterNode:
             epoch, trimmed = await self.store.log_info(project_id)
             position = self.reader.positions.get(project_id, "0-0")
             last = (await self.store.last_ids([project_id]))[project_id]
-            if epoch != self.state.epochs.get(project_id):
+            if epoch != self.coordinator.epochs.get(project_id):
                 reasons.append(f"{project_id}:epoch")
             elif stream_id(trimmed) > stream_id(position):
                 reasons.append(f"{project_id}:trimmed")
@@ -202,10 +206,7 @@ class ClusterNode:
                     ",".join(reasons), len(self.state.sessions))
         self.reader.positions = await self._load()
         # Messages may be lost to them: clients reconnect, then resume or re-read.
-        peers = self.hub.peers
-        if peers is not None:
-            for peer in list(peers.all):
-                peers.close(peer, CLOSE_RESYNC, "hub resync: reconnect")
+        self.hub.close_all(CloseCode.SERVICE_RESTART, "hub resync: reconnect")
 
     def register_connections(self) -> None:
         now = self.now_ms()
@@ -218,21 +219,9 @@ class ClusterNode:
 
     def kick(self, project_id: int, user_id: str) -> int:
         """Close the user's connections here now, and on the other nodes through the log."""
-        closed = self._close_local(project_id, user_id)
+        closed = self.hub.close_user(project_id, user_id)
         self.hub.submit(Effects(ops=[Kick(project_id, user_id)]))
         return closed
-
-    def _close_local(self, project_id: int, user_id: str) -> int:
-        peers = self.hub.peers
-        handles = self.state.user_handles(project_id, user_id)
-        if peers is None:
-            return 0
-        for peer in handles:
-            if peer.closing:  # type: ignore[attr-defined]
-                continue
-            self.hub.kicked.add(peer)  # type: ignore[arg-type]
-            peers.close(peer, CLOSE_KICKED, "disconnected by an administrator")  # type: ignore[arg-type]
-        return len(handles)
 
     # -- REST ---------------------------------------------------------------------------
 

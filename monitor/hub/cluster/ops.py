@@ -7,11 +7,9 @@ log, like every other node.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
-
-from monitor.hub.state import Send
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,17 +29,14 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class Connect:
-    """A connection of this node authenticated: the user is online while it lasts.
-
-    ``after`` runs once the proposal is in the log and applied here: it answers the
-    AUTHEN and subscribes the connection (see :meth:`ClusterState.authenticate`).
-    """
+    """A connection of this node authenticated: the user is online while it lasts. (Its
+    AUTHEN is answered once the proposal is in the log and applied here: see
+    :meth:`monitor.hub.cluster.coordinator.RedisCoordinator.attach`.)"""
 
     project_id: int
     user_id: str
     connection_id: str
     now_ms: int
-    after: Callable[[], list[Send]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

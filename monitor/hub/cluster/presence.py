@@ -18,20 +18,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from monitor.hub.cluster.node import ClusterNode
+from monitor.hub.cluster.bus import LogReader
+from monitor.hub.cluster.redis_store import RedisStore
 
 log = logging.getLogger("monitor.hub")
 
 SWEEP_BATCH = 1000
 
 
+class LeaseNode(Protocol):
+    """What presence needs of its node (:class:`~monitor.hub.cluster.node.ClusterNode`)."""
+
+    node_id: str
+    project_ids: list[int]
+    store: RedisStore
+    reader: LogReader
+
+    def now_ms(self) -> int: ...
+
+    def register_connections(self) -> None: ...
+
+
 class Presence:
     """The lease and sweeper tasks of one node."""
 
-    def __init__(self, node: ClusterNode, lease_ms: int) -> None:
+    def __init__(self, node: LeaseNode, lease_ms: int) -> None:
         self.node = node
         self.lease_ms = lease_ms
         self.sweep_after = time.monotonic() + lease_ms / 1000

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
@@ -177,11 +177,12 @@ class RedisStore:
         epoch, last_id, flat, fresh = await self.run("STATE", project_id, new_epoch)
         seqs = {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
         state = ProjectState(project_id, epoch, last_id, seqs, bool(fresh))
+        # The client decodes replies (decode_responses): strings, whatever the stubs say.
         if last_id != "0-0":
-            entries = await self.redis.xrevrange(p + "log", last_id, "-",
-                                                 count=HISTORY_WINDOW)
+            entries = cast("list[tuple[str, dict[str, str]]]", await self.redis.xrevrange(
+                p + "log", last_id, "-", count=HISTORY_WINDOW))
             state.history = [fields for _, fields in reversed(entries)]
-        user_ids = sorted(await self.redis.smembers(p + "users"))
+        user_ids = sorted(cast("set[str]", await self.redis.smembers(p + "users")))
         for i in range(0, len(user_ids), LOAD_CHUNK):
             chunk = user_ids[i:i + LOAD_CHUNK]
             pipe = self.redis.pipeline(transaction=False)
@@ -189,7 +190,7 @@ class RedisStore:
                 pipe.hgetall(p + "u:" + user_id)
             for user_id, fields in zip(chunk, await pipe.execute(), strict=True):
                 state.users[user_id] = fields
-        state.calls = await self.redis.hgetall(p + "calls")
+        state.calls = cast("dict[str, str]", await self.redis.hgetall(p + "calls"))
         return state
 
     async def last_ids(self, project_ids: Sequence[int]) -> dict[int, str]:

@@ -1,7 +1,9 @@
 """SQLite store (WAL): users, their latest grants, and attribute values.
 
-Writes come in batches from the commit pipeline, one transaction each, on one writer
-thread; the event loop never waits on the disk.
+Writes come in batches from the commit pipeline (its :class:`~monitor.hub.pipeline.Writer`),
+one transaction each: on the event loop with ``synchronous=NORMAL`` (a commit that does not
+wait for the disk; checkpoints, which do, run on a thread of their own), on the
+pipeline's writer thread with ``FULL``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from monitor.hub.state import AttributeRow, CallRow, StoreOp, UserRow
@@ -68,8 +70,9 @@ ON CONFLICT (project_id, call_id) DO UPDATE SET data = excluded.data
 
 CHECKPOINT_EVERY_S = 0.5
 CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
-# A WAL past this size is checkpointed with TRUNCATE (writers wait for it, briefly):
-# under a steady stream of writes a PASSIVE checkpoint may never catch up.
+# A WAL past this size is checkpointed with TRUNCATE by the writer itself, after its
+# commit (the next write waits for it): under a steady stream of writes the background
+# PASSIVE checkpoint never finds a moment when every frame is copied, and the WAL grows.
 WAL_TRUNCATE_BYTES = 64 * 1024 * 1024
 # What SQLite keeps of the WAL file after a checkpoint resets it.
 JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
@@ -142,10 +145,9 @@ class SqliteStore:
             db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             while not self._stop.wait(CHECKPOINT_EVERY_S):
                 try:
-                    size = wal.stat().st_size if wal.exists() else 0
-                    if size > WAL_TRUNCATE_BYTES:
-                        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                    elif size > CHECKPOINT_WAL_BYTES:
+                    # PASSIVE only: a TRUNCATE here would hold the checkpoint lock while
+                    # it waited for the writer, and starve the writer's own (below).
+                    if wal.exists() and wal.stat().st_size > CHECKPOINT_WAL_BYTES:
                         db.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except (OSError, sqlite3.Error) as exc:
                     log.warning("event=checkpoint_failed path=%s error=%r", self.path, str(exc))
@@ -208,6 +210,9 @@ class SqliteStore:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise StoreError(f"{self.path}: {exc}") from exc
+
+    def failed(self, ops: Sequence[StoreOp], error: BaseException) -> None:
+        """Nothing to do: a failed transaction was rolled back (the pipeline logs it)."""
 
     def _bound_wal(self) -> None:
         """Past ``WAL_TRUNCATE_BYTES``, checkpoint and truncate the WAL now, as the

@@ -1,0 +1,172 @@
+"""Several nodes on one Redis: the state proposes, Redis decides, every node follows the log.
+
+:class:`RedisCoordinator` is the :class:`~monitor.hub.state.Coordinator` of a node of many:
+where one node would change shared state at once, it returns proposals instead
+(:mod:`monitor.hub.cluster.ops`), and the state changes when the log says so
+(:meth:`RedisCoordinator.apply`). Connections stay local: sessions, subscriptions and
+replies are this node's business.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire, Notify
+from monitor.hub.state import Effects, HubState, Send, Session, User, new_epoch
+from monitor.protocol import ALL_CALL_STATUS, CALL, ONLINE_STATUS
+from monitor.tokens import Grants
+
+
+class RedisCoordinator:
+    """The decisions of a node of many, and how it applies the log to its state."""
+
+    def __init__(self) -> None:
+        # Each project's epoch, read from Redis at start: every node numbers alike.
+        self.epochs: dict[int, str] = {}
+
+    # -- the Coordinator protocol ---------------------------------------------------------
+
+    def topic_epoch(self, project_id: int) -> str:
+        return self.epochs.get(project_id) or new_epoch()
+
+    def set_value(self, state: HubState, user: User, name: str, new: Any, now_ms: int,
+                  extra: Mapping[str, Any] | None, always: bool,
+                  grants: Grants | None) -> Effects:
+        # Presence is proposed by connections coming and going (Connect, Disconnect...).
+        if name == ONLINE_STATUS:
+            return Effects()
+        return Effects(ops=[Change(user.project_id, user.user_id, name, new, now_ms,
+                                   dict(extra) if extra else None, always,
+                                   None if grants is None else grants.topics_for(name))])
+
+    def attach(self, state: HubState, session: Session, body: dict[str, Any],
+               resume: object, effects: Effects) -> None:
+        """The reply, the resumed messages and the subscriptions wait until the login is
+        in the log and this node has read it: the reply's seqs then count every message
+        sent before it, and none is missed or sent twice, whichever node the client was
+        on before."""
+        user = session.user
+
+        def attach() -> list[Send]:
+            if state.sessions.get(session.handle) is not session:
+                return []  # gone while the login was being stored
+            return state.attach(session, body, resume)
+
+        effects.ops.append(Connect(user.project_id, user.user_id, session.connection_id,
+                                   body["loginTime"]))
+        effects.then.append(attach)
+
+    def detach(self, state: HubState, session: Session, effects: Effects, now_ms: int,
+               immediate: bool) -> None:
+        effects.ops.append(Disconnect(session.user.project_id, session.user.user_id,
+                                      session.connection_id, now_ms,
+                                      0 if immediate else max(state.offline_grace_ms, 0)))
+
+    def grace_ran_out(self, state: HubState, user: User, now_ms: int) -> Effects:
+        # Redis decides: the user may hold a connection on another node.
+        return Effects(ops=[Expire(user.project_id, user.user_id, now_ms)])
+
+    def notify(self, state: HubState, effects: Effects, project_id: int,
+               user_ids: Sequence[str], frame: Callable[[], str], skip: str = "",
+               if_others: bool = False) -> None:
+        # The users' connections may be on any node: every node tells its own, through
+        # the log, in log order with the topic messages.
+        effects.ops.append(Notify(project_id, tuple(user_ids), frame(), skip=skip,
+                                  if_others=if_others))
+
+    def reachable(self, user: User) -> bool:
+        return user.online  # connected on any node, not only on this one
+
+    # -- the log ------------------------------------------------------------------------
+
+    def apply(self, state: HubState, project_id: int, fields: Mapping[str, str],
+              live: bool = True) -> list[Send]:
+        """Apply one log entry of kind ``a`` (attribute) or ``l`` (login); the topic
+        messages for this node's subscribers (none unless ``live``)."""
+        kind = fields.get("k")
+        if kind == "l":
+            user = state.user_or_new(project_id, fields["u"])
+            if fields.get("d"):
+                user.display_name = fields["d"]
+            user.login_time = int(fields["l"])
+            state.set_grants(user, Grants.from_json(json.loads(fields["g"])))
+            return []
+        if kind != "a":
+            return []
+        user = state.user_or_new(project_id, fields["u"])
+        name, value, ts = fields["n"], json.loads(fields["v"]), int(fields["t"])
+        if live:
+            state.restore_value(user, name, value, ts)
+        elif name == CALL:
+            state.topic(project_id, ALL_CALL_STATUS).publishers.add((user.user_id, CALL))
+        numbers = fields.get("s", "").split()
+        topics: list[tuple[str, int | None]] = []
+        for i in range(0, len(numbers) - 1, 2):
+            topic, seq = numbers[i], int(numbers[i + 1])
+            if seq > state.topic(project_id, topic).seq:  # not read before (a resync)
+                topics.append((topic, seq))
+        if not topics:
+            return []
+        message = state.message(project_id, user.user_id, name, json.loads(fields["o"]),
+                                value, ts, fields.get("e") == "1", fields.get("d") or None,
+                                json.loads(fields["x"]) if fields.get("x") else None)
+        sends = state.publish_message(project_id, message, topics)
+        return sends if live else []
+
+    def load_user_fields(self, state: HubState, project_id: int, user_id: str,
+                         fields: Mapping[str, str]) -> User:
+        """Restore a user from its Redis hash (``u:USER``)."""
+        user = state.user_or_new(project_id, user_id)
+        if fields.get("dn"):
+            user.display_name = fields["dn"]
+        user.login_time = int(fields["lt"]) if fields.get("lt") else None
+        if "g" in fields:
+            state.set_grants(user, Grants.from_json(json.loads(fields["g"])))
+        user.attributes.clear()
+        for key, text in fields.items():
+            if key.startswith("a:"):
+                name = key[2:]
+                state.restore_value(user, name, json.loads(text),
+                                    int(fields.get("t:" + name, 0)))
+        return user
+
+    def reset_topics(self, state: HubState, project_id: int, epoch: str,
+                     seqs: Mapping[str, int]) -> None:
+        """Start the project's topics over at the log's point: ``epoch``, ``seqs`` and an
+        empty history (subscribers and publishers stay)."""
+        self.epochs[project_id] = epoch
+        for (pid, _), topic in state.topics.items():
+            if pid == project_id:
+                topic.epoch = epoch
+                topic.seq = 0
+                topic.history.clear()
+        for name in seqs:
+            state.topic(project_id, name)
+        for (pid, name), topic in state.topics.items():
+            if pid == project_id:
+                topic.seq = seqs.get(name, 0)
+
+    def load_history(self, state: HubState, project_id: int,
+                     entries: Sequence[Mapping[str, str]], seqs: Mapping[str, int]) -> None:
+        """Rebuild topic histories from the log's latest entries (oldest first), up to
+        the point ``seqs`` was read at, so resume works on a node that just started."""
+        for name in seqs:
+            state.topic(project_id, name).seq = 0
+        for fields in entries:
+            if fields.get("k") == "a":
+                self.apply(state, project_id, fields, live=False)
+        for name, seq in seqs.items():
+            topic = state.topic(project_id, name)
+            topic.seq = seq
+            # Only an unbroken run up to seq counts: drop what comes before a gap.
+            expected = seq
+            run: list[tuple[int, str]] = []
+            for s, frame in reversed(topic.history):
+                if s != expected:
+                    break
+                run.append((s, frame))
+                expected -= 1
+            topic.history.clear()
+            topic.history.extend(reversed(run))

@@ -115,3 +115,51 @@ def test_headless_demo_runs_agents_statuses_and_calls_then_leaves_nothing() -> N
         os.killpg(proc.pid, 0)
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{api_url}/healthz", timeout=2)
+
+
+def test_most_agents_start_the_demo_mid_task_and_only_those_at_work() -> None:
+    import random
+
+    from monitor.demo.scenario import OPENINGS, Timing, make_agents
+
+    agents = make_agents(400, random.Random(5))
+    at_work = [a for a in agents if a.shift_start_s == 0]
+    assert all(a.opening == "available" for a in agents if a.shift_start_s > 0)
+    busy = [a for a in at_work if a.opening in ("talking", "ringing", "after_call")]
+    assert len(busy) > 0.6 * len(at_work)
+    assert {a.opening for a in at_work} == {name for name, _ in OPENINGS}
+    assert all(a.opening_s > 0 for a in at_work if a.opening != "available")
+    rings = [Timing(random.Random(i)).ring() for i in range(300)]
+    assert sum(r > 20 for r in rings) > 30  # some customers wait: alerts fire early
+
+
+async def _floor(api_url: str, rest_token: str) -> list[dict[str, object]]:
+    async with httpx.AsyncClient(base_url=api_url,
+                                 headers={"X-STRINGEE-AUTH": rest_token}) as http:
+        reply = await http.get("/v1/users", params={"includeOffline": "true", "limit": 100})
+    return [{a["attribute"]: a.get("value") for a in user["attributes"]}
+            for user in reply.json()["users"]]
+
+
+async def test_the_floor_is_busy_within_15_s_at_speed_1_and_everyone_is_known() -> None:
+    from monitor.demo.run import Demo, DemoOptions
+
+    demo = Demo(DemoOptions(agents=40, speed=1.0, seed=11, headless=True))
+    started = time.monotonic()
+    await demo.start()
+    try:
+        users = await _floor(demo.api_url, demo.rest_token())
+        # the roster: agents whose shift starts later are known (offline) already
+        assert len(users) == 40 and all(u.get("team") in TEAMS for u in users)
+        assert any(u.get("onlineStatus") == "offline" for u in users)
+        while True:
+            users = await _floor(demo.api_url, demo.rest_token())
+            online = [u for u in users if u.get("onlineStatus") == "online"]
+            busy = [u for u in online if u.get("call") in ("Calling", "Ringing", "Answered")
+                    or u.get("manual_status") == "after_call_work"]
+            if online and 2 * len(busy) >= len(online):
+                break
+            assert time.monotonic() - started < 15, (len(busy), len(online))
+            await asyncio.sleep(0.5)
+    finally:
+        await demo.stop()

@@ -18,7 +18,13 @@ from typing import Any
 import httpx
 
 from monitor.client import Backoff, HubClient, HubError
-from monitor.demo.scenario import AFTER_CALL_WORK, AVAILABLE, AgentProfile, Timing
+from monitor.demo.scenario import (
+    AFTER_CALL_WORK,
+    AVAILABLE,
+    TEAM_ATTRIBUTE,
+    AgentProfile,
+    Timing,
+)
 
 log = logging.getLogger("monitor.demo")
 
@@ -82,11 +88,13 @@ class Agent:
     async def run(self) -> None:
         """Log in at the shift's start, work, log out at its end, come back later."""
         await self.clock.sleep(self.profile.shift_start_s)
+        opening = self.profile.opening
         while True:
-            await self._shift(self.profile.shift_length_s)
+            await self._shift(self.profile.shift_length_s, opening)
+            opening = AVAILABLE
             await self.clock.sleep(self.rng.uniform(1800, 3600))  # off between shifts
 
-    async def _shift(self, length_s: float) -> None:
+    async def _shift(self, length_s: float, opening: str = AVAILABLE) -> None:
         client = HubClient(self.url, self.token, device_id=f"demo-{self.user_id}",
                            backoff=Backoff(base=0.2, cap=3.0))
         client.on("incomingcall", self._on_incoming_call)
@@ -95,6 +103,11 @@ class Agent:
         try:
             await client.connect(retry=True)
             self.stats.logins += 1
+            await self._set(TEAM_ATTRIBUTE, self.profile.team)
+            if opening in ("after_call", "break"):  # the demo starts mid-way through it
+                await self._set_status(AFTER_CALL_WORK if opening == "after_call" else
+                                       self.timing.pick_break()[0])
+                await self.clock.sleep(self.profile.opening_s)
             await self._set_status(AVAILABLE)
             work = asyncio.create_task(self._work())
             flaky = asyncio.create_task(self._flaky()) if self.profile.flaky else None
@@ -148,16 +161,21 @@ class Agent:
             await self.call_ended.wait()
 
     async def _set_status(self, status: str) -> None:
+        if await self._set("manual_status", status):
+            self.status = status
+            self.stats.status_changes += 1
+
+    async def _set(self, attribute: str, value: str) -> bool:
         client = self.client
         if client is None:
-            return
+            return False
         try:
-            await client.change_attribute("manual_status", status)
+            await client.change_attribute(attribute, value)
         except HubError as exc:
-            log.info("agent %s could not set %s: %s", self.user_id, status, exc)
-            return
-        self.status = status
-        self.stats.status_changes += 1
+            log.info("agent %s could not set %s to %s: %s", self.user_id, attribute, value,
+                     exc)
+            return False
+        return True
 
     async def _flaky(self) -> None:
         """Now and then the agent's network drops; the client reconnects and resumes."""
@@ -238,14 +256,42 @@ class Switchboard:
     async def run(self) -> None:
         async with httpx.AsyncClient(base_url=self.api_url, timeout=10,
                                      headers={"X-STRINGEE-AUTH": self.rest_token}) as http:
-            while True:
-                online = sum(1 for a in self.agents if a.client is not None)
-                await self.clock.sleep(self.timing.inbound_gap(online))
-                free = [a for a in self.agents if a.free]
-                if free:
-                    task = asyncio.create_task(self._customer_call(http, self.rng.choice(free)))
-                    self._calls.add(task)
-                    task.add_done_callback(self._calls.discard)
+            try:
+                for agent in self.agents:  # the calls already going when the demo starts
+                    if agent.profile.opening in ("talking", "ringing"):
+                        self._start(self._opening_call(http, agent))
+                while True:
+                    online = sum(1 for a in self.agents if a.client is not None)
+                    await self.clock.sleep(self.timing.inbound_gap(online))
+                    free = [a for a in self.agents if a.free]
+                    if free:
+                        self._start(self._customer_call(http, self.rng.choice(free)))
+            finally:
+                # Every call still going ends before the HTTP client closes: none is left
+                # to report through a closed client when the demo stops.
+                for task in list(self._calls):
+                    task.cancel()
+                await asyncio.gather(*self._calls, return_exceptions=True)
+
+    def _start(self, call: Any) -> None:
+        task = asyncio.create_task(call)
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+    async def _opening_call(self, http: httpx.AsyncClient, agent: Agent) -> None:
+        """A call that was already going when the demo started: talking (rung a moment
+        ago) or still ringing, with its time left."""
+        for _ in range(200):  # the agent is signing in; a call needs them free
+            if agent.free:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            return
+        left = agent.profile.opening_s
+        if agent.profile.opening == "talking":
+            await self._customer_call(http, agent, ring=0.2, talk=left)
+        else:
+            await self._customer_call(http, agent, ring=left)
 
     async def _report(self, http: httpx.AsyncClient, call_id: str, body: dict[str, Any]) -> bool:
         try:
@@ -259,7 +305,11 @@ class Switchboard:
         log.info("telephony report refused: %s", response.text)
         return False
 
-    async def _customer_call(self, http: httpx.AsyncClient, agent: Agent) -> None:
+    async def _customer_call(self, http: httpx.AsyncClient, agent: Agent, *,
+                             ring: float | None = None, talk: float | None = None) -> None:
+        """A customer calls ``agent``: it rings (``ring`` s, else a drawn time) until the
+        agent answers, or the customer's patience runs out first (abandoned), or now and
+        then nobody picks up; an answered call lasts ``talk`` s (else a drawn time)."""
         self._next += 1
         call_id = f"pstn-{self._next:05d}"
         customer = f"+44 20 7946 {self.rng.randint(0, 9999):04d}"
@@ -268,12 +318,17 @@ class Switchboard:
             if not await self._report(http, call_id, {"from": customer, "to": agent.user_id,
                                                       "status": "Calling"}):
                 return
-            await self.clock.sleep(0.5)
+            await self.clock.sleep(0.5 if ring is None else 0.1)
             await self._report(http, call_id, {"status": "Ringing"})
-            await self.clock.sleep(self.timing.ring())
-            if self.timing.answers() and agent.client is not None:
-                await self._report(http, call_id, {"status": "Answered"})
-                await self.clock.sleep(self.timing.talk())
+            rings = self.timing.ring() if ring is None else ring
+            patience = self.timing.patience()
+            if patience < rings:  # the customer hangs up: an abandoned call
+                await self.clock.sleep(patience)
+            else:
+                await self.clock.sleep(rings)
+                if self.timing.answers() and agent.client is not None:
+                    await self._report(http, call_id, {"status": "Answered"})
+                    await self.clock.sleep(self.timing.talk() if talk is None else talk)
             await self._report(http, call_id, {"status": "Ended"})
         finally:
             agent.end_call()

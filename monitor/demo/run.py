@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+import httpx
+
+from monitor.client import HubClient, HubError
 from monitor.config import Config, HubSettings, Project, new_api_key
 from monitor.demo.agents import Agent, Clock, DemoStats, Switchboard
 from monitor.demo.scenario import (
     CALL_TOPIC,
     SUPERVISOR_ID,
+    TEAM_ATTRIBUTE,
     TEAMS,
     AgentProfile,
     make_agents,
@@ -73,7 +77,8 @@ class Demo:
             self.key.sid, self.key.secret, profile.user_id, ttl_s=TOKEN_TTL_S,
             display_name=profile.display_name,
             attributes=[AttributeGrant("manual_status", topic),
-                        AttributeGrant("onlineStatus", topic)])
+                        AttributeGrant("onlineStatus", topic),
+                        AttributeGrant(TEAM_ATTRIBUTE, topic)])
 
     def supervisor_token(self, user_id: str = SUPERVISOR_ID,
                          display_name: str = "Supervisor") -> str:
@@ -106,15 +111,19 @@ class Demo:
             data_dir = self.options.data
         else:
             self._tmp = data_dir = Path(tempfile.mkdtemp(prefix="monitor-demo-"))
+        # Every simulated agent signs in from 127.0.0.1: the per-address sign-in rate
+        # is lifted for them (a hub facing the world keeps its own).
         settings = HubSettings(host="127.0.0.1", ws_port=free_port(), api_port=free_port(),
                                data_dir=str(data_dir), offline_grace_ms=3000,
-                               log_level="warning")
+                               log_level="warning", auth_rate_per_ip=5000,
+                               auth_burst_per_ip=10000)
         config = Config(settings, (Project(DEMO_PROJECT_ID, "Demo contact centre",
                                            (self.key,)),), "<demo>")
         self.hub = Hub(config)
         await self.hub.start()
         clock = Clock(self.options.speed)
         profiles = make_agents(self.options.agents, self.rng)
+        await self.provision(profiles)
         self.agents = [Agent(p, self.ws_url, self.agent_token(p), clock,
                              random.Random(self.rng.random()), self.stats,
                              lambda: self.agents) for p in profiles]
@@ -124,6 +133,31 @@ class Demo:
         self._tasks.append(asyncio.create_task(switchboard.run(), name="switchboard"))
         for task in self._tasks:
             task.add_done_callback(_log_crash)
+
+    async def provision(self, profiles: list[AgentProfile]) -> None:
+        """Make every agent known to the hub before anyone watches, as after an earlier
+        shift: each signs in once and sets its team; those whose shift starts later are
+        signed out at once (REST disconnect: offline without the grace period), so the
+        monitor lists them as offline from its first snapshot."""
+        gate = asyncio.Semaphore(50)
+        async with httpx.AsyncClient(base_url=self.api_url, timeout=10,
+                                     headers={"X-STRINGEE-AUTH": self.rest_token()}) as http:
+            async def one(profile: AgentProfile) -> None:
+                async with gate:
+                    client = HubClient(self.ws_url, self.agent_token(profile),
+                                       device_id=f"demo-{profile.user_id}-roster",
+                                       reconnect=False)
+                    try:
+                        await client.connect()
+                        await client.change_attribute(TEAM_ATTRIBUTE, profile.team)
+                        if profile.shift_start_s > 0:
+                            await http.post(f"/v1/users/{profile.user_id}/disconnect")
+                    except (HubError, httpx.HTTPError) as exc:
+                        log.warning("could not provision %s: %s", profile.user_id, exc)
+                    finally:
+                        await client.close()
+
+            await asyncio.gather(*(one(p) for p in profiles))
 
     async def stop(self) -> None:
         """Stop agents (their clients close), then the hub; remove a temporary data dir."""

@@ -25,6 +25,11 @@ STATUSES = (AVAILABLE, "break", "lunch", AFTER_CALL_WORK, "training")
 
 SUPERVISOR_ID = "supervisor"
 CALL_TOPIC = "ALL_CALL_STATUS"
+TEAM_ATTRIBUTE = "team"
+OPENINGS = (("talking", 50), ("ringing", 10), ("after_call", 12), ("break", 13),
+            ("available", 15))
+"""What an agent at work when the demo starts is doing, and how often: the floor is a
+contact centre in full swing from the first second, not one opening its doors."""
 
 
 def team_topic(team: str) -> str:
@@ -41,18 +46,32 @@ class AgentProfile:
     shift_start_s: float  # when the agent logs in, from the demo's start
     shift_length_s: float
     flaky: bool  # drops its connection now and then
+    opening: str = "available"
+    """What the agent is doing when the demo starts (one of :data:`OPENINGS`)."""
+    opening_s: float = 0.0
+    """For how much longer (simulated seconds)."""
 
 
 def make_agents(count: int, rng: random.Random) -> list[AgentProfile]:
-    """``count`` agents spread over the teams; most are at work from the start."""
+    """``count`` agents spread over the teams; most are at work from the start, each
+    already doing something (:data:`OPENINGS`)."""
     agents = []
+    timing = Timing(rng)
+    names, weights = zip(*OPENINGS, strict=True)
     for i in range(count):
         team = TEAMS[i % len(TEAMS)]
         name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
         # Four in five are already logged in; the rest arrive over the first minutes.
         start = 0.0 if rng.random() < 0.8 else rng.uniform(30, 600)
+        opening = rng.choices(names, weights)[0] if start == 0 else "available"
+        left = {"talking": lambda: rng.uniform(0.1, 1.0) * timing.talk(),
+                "ringing": lambda: rng.uniform(3.0, 30.0),
+                "after_call": lambda: rng.uniform(0.1, 1.0) * timing.after_call_work(),
+                "break": lambda: rng.uniform(30.0, 400.0),
+                "available": lambda: 0.0}[opening]()
         agents.append(AgentProfile(f"agent_{i + 1:03d}", name, team, start,
-                                   rng.uniform(3, 8) * 3600, rng.random() < 0.15))
+                                   rng.uniform(3, 8) * 3600, rng.random() < 0.15,
+                                   opening, left))
     return agents
 
 
@@ -66,8 +85,15 @@ class Timing:
         return median * math.exp(self.rng.gauss(0, spread))
 
     def ring(self) -> float:
-        """How long a phone rings before someone picks up."""
+        """How long a phone rings before someone picks up: mostly a few seconds; one
+        call in five waits while the agent finishes something (15-40 s)."""
+        if self.rng.random() < 0.2:
+            return self.rng.uniform(15.0, 40.0)
         return min(self._lognormal(6.0, 0.5), 40.0)
+
+    def patience(self) -> float:
+        """How long a customer waits for an answer before hanging up (abandoning)."""
+        return min(self._lognormal(35.0, 0.5), 120.0)
 
     def talk(self) -> float:
         """How long a conversation lasts (median 3 minutes, long tail)."""

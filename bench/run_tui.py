@@ -7,7 +7,9 @@ What runs, each in its own process:
 - the hub (``python -m monitor hub``), pinned to core 0;
 - a publisher, pinned to core 0: ``--agents`` WebSocket connections, one per agent, each
   authenticated with a token that grants ``manual_status`` and ``onlineStatus`` to
-  ``bench_team``; it sets every agent's status at start and reports some calls, then,
+  ``bench_team`` (and ``team``, with ``--teams``); it sets every agent's team
+  (``team_00`` ... round robin over ``--teams``, default 10: the app shows them grouped
+  under a header line per team) and status at start and reports some calls, then,
   while told to, changes statuses (CHANGE_ATTRIBUTE on the agent's own connection) and
   moves calls along (REST ``PUT /v1/calls/{id}``: Ringing -> Answered -> Ended, published
   on ALL_CALL_STATUS) at ``--rate`` topic messages per second, evenly spaced;
@@ -86,6 +88,7 @@ SCRIPT = ("o", "move", "move", "r", "n", "move", "n", "c", "c", "move")
 cursor one row (down, or up when the list is shown to its end: it can always move)."""
 KIND = {"o": "sort", "r": "sort", "n": "filter", "c": "filter", "move": "cursor"}
 SORT_LABELS = ("Agent", "Online", "Status", "For", "Call", "In call", "Changed")
+TEAM_ATTRIBUTE = "team"
 
 # the publisher's shared counters
 RATE, STOP, READY, STATUS_SENT, STATUS_ACKED, CALLS_SENT, CALLS_OK, REFUSED, FAILED = range(9)
@@ -103,22 +106,24 @@ def agent_name(i: int) -> str:
 
 
 def publisher_main(port: int, api_port: int, agents: int, call_share: float, seed: int,
-                   shared: Any) -> None:
+                   shared: Any, teams: int = 0) -> None:
     os.sched_setaffinity(0, {targets.SERVER_CPU})
     targets.raise_fd_limit()
-    grants = (("manual_status", TEAM), ("onlineStatus", TEAM))
+    grants = (("manual_status", TEAM), ("onlineStatus", TEAM), (TEAM_ATTRIBUTE, TEAM))
     tokens = [mint_client_token(targets.KEY_SID, targets.KEY_SECRET, agent_id(i),
                                 attributes=grants, display_name=agent_name(i), ttl_s=6 * 3600)
               for i in range(agents)]
     try:
         import uvloop
-        uvloop.run(_publish(port, api_port, agents, call_share, seed, tokens, shared))
+        uvloop.run(_publish(port, api_port, agents, call_share, seed, tokens, shared,
+                            teams))
     except ImportError:
-        asyncio.run(_publish(port, api_port, agents, call_share, seed, tokens, shared))
+        asyncio.run(_publish(port, api_port, agents, call_share, seed, tokens, shared,
+                             teams))
 
 
 async def _publish(port: int, api_port: int, agents: int, call_share: float, seed: int,
-                   tokens: list[str], shared: Any) -> None:
+                   tokens: list[str], shared: Any, teams: int = 0) -> None:
     import httpx
 
     rng = random.Random(seed)
@@ -160,6 +165,12 @@ async def _publish(port: int, api_port: int, agents: int, call_share: float, see
         shared[STATUS_SENT] += 1
 
     for i in range(agents):
+        if teams:  # each agent's team, as a contact-centre's agents publish it
+            request[0] += 1
+            conns[i].send(b'{"service":103,"body":{"attribute":"%s","value":"team_%02d",'
+                          b'"requestId":%d}}' % (TEAM_ATTRIBUTE.encode(), i % teams,
+                                                 request[0]))
+            shared[STATUS_SENT] += 1
         set_status(i, rng.choices(STATUSES, WEIGHTS)[0])
     while shared[STATUS_ACKED] < shared[STATUS_SENT]:
         await asyncio.sleep(0.05)
@@ -374,10 +385,15 @@ def kind_of(key: str) -> str:
 
 def at_end(view: str) -> bool:
     """Whether the grid's window is at the end of its rows: the view line's ``rows a-b``
-    ends where its count of agents does."""
+    ends where its count of rows (``of L``, when grouped: agents and team headers) or
+    of agents does."""
+    rows = re.search(r"rows (\d+)-(\d+)(?: of (\d+))?", view)
+    if rows is None:
+        return False
+    if rows.group(3) is not None:
+        return rows.group(2) == rows.group(3)
     count = re.search(r"(\d+) (?:of \d+ )?agents?", view)
-    rows = re.search(r"rows (\d+)-(\d+)", view)
-    return count is not None and rows is not None and rows.group(2) == count.group(1)
+    return count is not None and rows.group(2) == count.group(1)
 
 
 def grid_rows(term: Terminal) -> list[int]:
@@ -390,26 +406,38 @@ def grid_rows(term: Terminal) -> list[int]:
 
 
 def cursor_row(term: Terminal) -> tuple[int, str] | None:
-    """(screen row, agent name) of the highlighted grid row: the one painted in a
-    background no other body row has."""
+    """(screen row, agent or team name) of the highlighted grid row: the agent row
+    painted in a background no other agent row has; else (the cursor is on a team's
+    header line) the header painted unlike the other headers, or the only one."""
     rows = grid_rows(term)
     if len(rows) < 3:
         return None
     buffer = term.screen.buffer
-    backgrounds = {y: buffer[y][2].bg for y in rows}
-    counts = Counter(backgrounds.values())
-    unique = [y for y, bg in backgrounds.items() if counts[bg] == 1]
-    if len(unique) != 1:
+    lines = term.lines()
+    headers = [y for y in rows if lines[y].lstrip().startswith(("▾ ", "▸ "))]
+    agents = [y for y in rows if y not in headers and lines[y].strip()]
+
+    def unique(ys: list[int]) -> list[int]:
+        backgrounds = {y: buffer[y][2].bg for y in ys}
+        counts = Counter(backgrounds.values())
+        return [y for y, bg in backgrounds.items() if counts[bg] == 1]
+
+    found = unique(agents) if len(agents) >= 2 else []
+    if not found:
+        found = headers if len(headers) == 1 else unique(headers)
+    if len(found) != 1:
         return None
-    y = unique[0]
-    name = term.lines()[y][:30].replace("⚠", "").strip()
+    y = found[0]
+    name = lines[y][:30].replace("⚠", "").strip()
     return y, name.split("  ")[0]
 
 
 class ViewState:
     """The sort and filters the harness expects the view line to show."""
 
-    def __init__(self) -> None:
+    def __init__(self, labels: tuple[str, ...] = SORT_LABELS) -> None:
+        self.labels = labels
+        """The columns ``o`` cycles through (the team's column follows the built-in ones)."""
         self.column = 0
         self.reverse = False
         self.online = False
@@ -417,7 +445,7 @@ class ViewState:
 
     def press(self, key: str) -> None:
         if key == "o":
-            self.column = (self.column + 1) % len(SORT_LABELS)
+            self.column = (self.column + 1) % len(self.labels)
             self.reverse = False
         elif key == "r":
             self.reverse = not self.reverse
@@ -427,7 +455,7 @@ class ViewState:
             self.on_call = not self.on_call
 
     def expected(self) -> str:
-        text = f"sort: {SORT_LABELS[self.column]} {'▼' if self.reverse else '▲'}"
+        text = f"sort: {self.labels[self.column]} {'▼' if self.reverse else '▲'}"
         filters = [f for f, on in (("online only", self.online), ("on a call", self.on_call))
                    if on]
         if filters:
@@ -563,7 +591,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         hub.start()
         ctx = mp.get_context("fork")
         pub = ctx.Process(target=publisher_main, args=(
-            hub.port, hub.api_port, args.agents, args.call_share, args.seed, shared),
+            hub.port, hub.api_port, args.agents, args.call_share, args.seed, shared,
+            args.teams),
             daemon=True)
         pub.start()
         print(f"publisher: {args.agents} agents connecting…", flush=True)
@@ -596,7 +625,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                  f"“{want}”")
         print(f"app {app_pid} shows {want} after {time.monotonic() - loaded:.1f} s", flush=True)
         wait_for(term, lambda: cursor_row(term) is not None, 10, "the cursor row")
-        view = ViewState()
+        view = ViewState(SORT_LABELS + ((TEAM_ATTRIBUTE,) if args.teams else ()))
         key_index = [0]
         settle_until = time.monotonic() + args.settle
         while time.monotonic() < settle_until:
@@ -697,6 +726,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refresh", type=float, default=4.0,
                         help="the app's refresh_per_second setting")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--teams", type=int, default=10,
+                        help="agents publish a team (team_00, team_01...): the app groups "
+                             "them under a header line per team (0: no team, no groups)")
     parser.add_argument("--hub-settings", default="")
     parser.add_argument("--no-pin", action="store_true",
                         help="let every process run on any core (default: the app on core "

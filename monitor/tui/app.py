@@ -26,7 +26,7 @@ from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Footer, Input, Static
 
-from monitor.tui.alerts import AlertBook, notification, pick_notifier
+from monitor.tui.alerts import Alert, AlertBook, notification, pick_notifier
 from monitor.tui.cells import (
     AVAILABLE_SYMBOL,
     AWAY_SYMBOL,
@@ -84,6 +84,9 @@ GRID_ACTIONS = frozenset({
     "toggle_log", "toggle_groups", "fold_all", "wallboard", "toggle_alerts",
     "toggle_user_column", "detail"})
 """What only the grid screen offers (an agent's own screen has no grid)."""
+ALERT_GAP_S = 10.0
+"""At most one announcement (toast, bell, desktop notification) in this many seconds:
+alerts firing meanwhile are told together in the next one."""
 TEXTUAL_KEYS = frozenset({"focus_next", "focus_previous", "copy_text", "command_palette"})
 """Textual's own keys, left out of the help (the palette gets a line of its own)."""
 
@@ -186,6 +189,8 @@ class MonitorApp(App[None]):
         self.user_column = "user" in self.settings.columns
         self.alerts = AlertBook()
         self.started_at = clock()
+        self._unannounced: list[Alert] = []
+        self._announced_at: float | None = None
         self._alerts_version = -1
         self.notifier = pick_notifier(self.settings.desktop_notifications)
         self.terminal_driver: Driver | None = None
@@ -387,9 +392,11 @@ class MonitorApp(App[None]):
         fired, _ = self.alerts.update(self.model.breaching(now), now)
         # Agents already over a threshold when the monitor started are listed, not
         # announced: nobody saw them cross it.
-        fired = [alert for alert in fired if alert.fired >= self.started_at]
-        if not fired:
+        self._unannounced += [alert for alert in fired if alert.fired >= self.started_at]
+        if not self._unannounced or (self._announced_at is not None
+                                     and now - self._announced_at < ALERT_GAP_S):
             return
+        fired, self._unannounced, self._announced_at = self._unannounced, [], now
         first = fired[0]
         agent = self.model.agents.get(first.user_id)
         name = self.model.label(agent) if agent is not None else first.user_id

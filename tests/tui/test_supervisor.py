@@ -311,6 +311,7 @@ async def test_an_alert_fires_once_when_a_row_crosses_a_threshold_and_clears() -
         assert "Wen Tran: ringing over 0:20" in screen_text(app)
         app.reconcile()
         assert len(terminal.written) == 1  # once
+
         await pilot.press("a")
         await settle(app, pilot)
         text = screen_text(app)
@@ -323,6 +324,27 @@ async def test_an_alert_fires_once_when_a_row_crosses_a_threshold_and_clears() -
         assert "✔ 08:53:28 Wen Tran · support ringing over 0:20, ended 08:53:30 after " \
             "0:22" in screen_text(app)
         assert app.query_one(AlertList).display
+
+
+async def test_alerts_close_together_are_announced_together() -> None:
+    clock = Clock()
+    app = floor_app(clock=clock, settings=Settings(desktop_notifications="osc9"))
+    async with app.run_test(size=WIDE) as pilot:
+        terminal = Terminal()
+        app.terminal_driver = terminal  # type: ignore[assignment]
+        await settle(app, pilot)
+        clock.advance(10)
+        app.reconcile()
+        assert len(terminal.written) == 1  # Wen Tran's call rings too long
+        clock.advance(2)  # a newcomer's break, begun over 15 min ago
+        app.feed.push(message_event(11, "p4", "manual_status", "break", at=clock.now - 901,
+                                    displayName="Pia Nowak"))
+        await settle(app, pilot)
+        assert len(terminal.written) == 1  # not within ALERT_GAP_S of the last one
+        clock.advance(8)
+        app.reconcile()
+        assert terminal.written[-1] == \
+            "\x1b]9;monitor alert: Pia Nowak: break over 15:00\x07"
 
 
 async def test_alerts_fire_while_the_wallboard_is_up() -> None:

@@ -65,9 +65,10 @@ def cmd_token_client(args: argparse.Namespace) -> int:
     """Print a client access token."""
     sid, secret = _signing_key(args)
     subscribe = [t.strip() for t in (args.subscribe or "").split(",") if t.strip()]
+    supervise = [t.strip() for t in (args.supervise or "").split(",") if t.strip()]
     token = mint_client_token(sid, secret, args.user, subscribe=subscribe,
                               attributes=_parse_publish(args.publish), ttl_s=args.ttl,
-                              display_name=args.display_name)
+                              display_name=args.display_name, supervise=supervise)
     # Verify what we made, so a bad topic name is reported here, not at AUTHEN time.
     verify_client_token(token, lambda s: secret if s == sid else None)
     print(token)
@@ -156,6 +157,9 @@ def _add_token_commands(sub: Any) -> None:
     client.add_argument("--publish", action="append", default=[], metavar="ATTR=TOPIC",
                         help="publish changes of ATTR to TOPIC (repeatable)")
     client.add_argument("--display-name", help="name shown for the user")
+    client.add_argument("--supervise", metavar="T1,T2",
+                        help="supervisor actions (set a user's status, log a user out) on "
+                             "the users who publish to these topics; * for everyone")
     client.set_defaults(handler=cmd_token_client)
 
     rest = tsub.add_parser("rest", help="print a REST API token")

@@ -65,6 +65,8 @@ class HubSettings:
     rest_change_rate_per_key: int = 5000
     rest_change_burst_per_key: int = 5000
     rest_body_timeout_ms: int = 10000
+    # A user a supervisor logged out may not log in again for this long (AUTHEN r = 11).
+    logout_hold_ms: int = 60000
     log_level: str = "info"
     # Many nodes: Redis holds the state and carries topic messages (docs/scaling.md).
     redis_url: str = ""
@@ -341,6 +343,9 @@ rest_change_rate_per_key = 5000
 rest_change_burst_per_key = 5000
 # A REST request body must arrive within this many ms of its header (HTTP 408 beyond).
 rest_body_timeout_ms = 10000
+# A user a supervisor logged out is refused AUTHEN (r = 11, with the reason) for this
+# many ms: clients that reconnect by themselves (Stringee's Web SDK) then stop. 0: no hold.
+logout_hold_ms = 60000
 # debug, info, warning or error.
 log_level = "info"
 # Several nodes behind a load balancer share state through Redis (docs/scaling.md):

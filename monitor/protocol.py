@@ -36,6 +36,15 @@ class CallService(IntEnum):
     LIST_CALLS = 1017
 
 
+class SupervisorService(IntEnum):
+    """Supervisor actions, an extension (docs/protocol.md): allowed by a token's
+    ``supervise`` claim."""
+
+    SET_USER_ATTRIBUTE = 1020
+    LOGOUT_USER = 1021
+    LOGGED_OUT = 1022  # hub -> every connection of a user logged out by a supervisor
+
+
 class Result(IntEnum):
     """Result codes (``r``) of replies and REST errors."""
 
@@ -50,6 +59,7 @@ class Result(IntEnum):
     TOKEN_PAYLOAD = 7
     AUTH_OTHER = 9
     TOKEN_SIGNATURE = 10
+    LOGGED_OUT = 11  # logged out by a supervisor: AUTHEN refused for logout_hold_ms
     # everything else
     NOT_AUTHENTICATED = 20
     INVALID_REQUEST = 21
@@ -73,6 +83,7 @@ MESSAGES: dict[Result, str] = {
     Result.TOKEN_PAYLOAD: "invalid token payload",
     Result.AUTH_OTHER: "authentication failed",
     Result.TOKEN_SIGNATURE: "invalid signature",
+    Result.LOGGED_OUT: "logged out by a supervisor",
     Result.NOT_AUTHENTICATED: "not authenticated",
     Result.INVALID_REQUEST: "invalid request",
     Result.READ_ONLY_ATTRIBUTE: "attribute is read-only",
@@ -114,6 +125,7 @@ class CloseCode(IntEnum):
     PING_TIMEOUT = 4003
     SLOW_CONSUMER = 4004
     KICKED = 4005  # disconnected by an administrator: a client should not reconnect
+    LOGGED_OUT = 4006  # logged out by a supervisor: do not reconnect (AUTHEN r = 11)
 
 
 # Names owned by the hub.

@@ -54,12 +54,18 @@ class AttributeGrant:
     topic: str
 
 
+SUPERVISE_ALL = "*"
+"""In a ``supervise`` claim: every user of the project."""
+
+
 @dataclass(frozen=True)
 class Grants:
-    """What a client token allows: topics to receive, attributes to publish."""
+    """What a client token allows: topics to receive, attributes to publish, and whose
+    attributes and sessions it may act on (``supervise``: topic names, or ``*``)."""
 
     subscribe: tuple[str, ...] = ()
     attributes: tuple[AttributeGrant, ...] = ()
+    supervise: tuple[str, ...] = ()
 
     def topics_for(self, attribute: str) -> tuple[str, ...]:
         """The topics a change of ``attribute`` is published to."""
@@ -69,20 +75,34 @@ class Grants:
         """True when the token subscribes to ``topic``."""
         return topic in self.subscribe
 
+    def may_supervise(self, member: Grants) -> bool:
+        """True when this token may act on a user whose (latest) grants are ``member``:
+        the claim says ``*``, or names a topic that user publishes an attribute to."""
+        if not self.supervise:
+            return False
+        if SUPERVISE_ALL in self.supervise:
+            return True
+        return any(g.topic in self.supervise for g in member.attributes)
+
     def to_json(self) -> dict[str, Any]:
-        """The grants as they appear in an AUTHEN reply."""
-        return {
+        """The grants as they appear in an AUTHEN reply (``supervise`` only when the
+        token has the claim)."""
+        out: dict[str, Any] = {
             "subscribe": list(self.subscribe),
             "attributes": [{"attribute": g.attribute, "topic": g.topic}
                            for g in self.attributes],
         }
+        if self.supervise:
+            out["supervise"] = list(self.supervise)
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Grants:
         """Inverse of :meth:`to_json` (trusted input, e.g. from the store)."""
         return cls(tuple(data.get("subscribe", ())),
                    tuple(AttributeGrant(g["attribute"], g["topic"])
-                         for g in data.get("attributes", ())))
+                         for g in data.get("attributes", ())),
+                   tuple(data.get("supervise", ())))
 
 
 @dataclass(frozen=True)
@@ -116,8 +136,10 @@ def mint_client_token(key_sid: str, secret: str, user_id: str, *,
                       subscribe: Iterable[str] = (),
                       attributes: Iterable[AttributeGrant | tuple[str, str]] = (),
                       ttl_s: int = 3600, display_name: str | None = None,
+                      supervise: Iterable[str] = (),
                       now: float | None = None) -> str:
-    """A client access token exactly as the spec's section 1 shows it."""
+    """A client access token exactly as the spec's section 1 shows it; ``supervise``
+    (topic names, or ``*``) adds the supervisor claim of docs/protocol.md."""
     payload = _base_payload(key_sid, ttl_s, now)
     payload["userId"] = user_id
     topics = list(subscribe)
@@ -128,6 +150,9 @@ def mint_client_token(key_sid: str, secret: str, user_id: str, *,
         payload["attributes"] = [{"attribute": g.attribute, "topic": g.topic} for g in grants]
     if display_name:
         payload["displayName"] = display_name
+    supervised = list(supervise)
+    if supervised:
+        payload["supervise"] = supervised
     return jwt.encode(payload, secret, algorithm=ALGORITHM, headers=HEADER)
 
 
@@ -267,10 +292,33 @@ def parse_attributes(raw: object) -> tuple[AttributeGrant, ...]:
     return tuple(grants)
 
 
+def parse_supervise(raw: object) -> tuple[str, ...]:
+    """The ``supervise`` claim: topic names (a comma string or a JSON array), or ``*``
+    for every user of the project. Whose members the holder may act on."""
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        names = [t.strip() for t in raw.split(",") if t.strip()]
+    elif isinstance(raw, list) and all(isinstance(t, str) for t in raw):
+        names = [t.strip() for t in raw if t.strip()]
+    else:
+        raise TokenError(Result.TOKEN_PAYLOAD, "supervise is not a string or a list of strings")
+    if len(names) > MAX_TOPICS:
+        raise TokenError(Result.TOKEN_PAYLOAD, f"more than {MAX_TOPICS} supervised topics")
+    for name in names:
+        if name != SUPERVISE_ALL and not is_topic_name(name):
+            raise TokenError(Result.TOKEN_PAYLOAD,
+                             f"invalid supervised topic name {name[:140]!r}")
+    if SUPERVISE_ALL in names:
+        return (SUPERVISE_ALL,)
+    return tuple(dict.fromkeys(names))
+
+
 def parse_grants(payload: Mapping[str, Any]) -> Grants:
-    """Both grant claims of a client token payload."""
+    """The grant claims of a client token payload."""
     return Grants(parse_subscribe(payload.get("subscribe")),
-                  parse_attributes(payload.get("attributes")))
+                  parse_attributes(payload.get("attributes")),
+                  parse_supervise(payload.get("supervise")))
 
 
 def verify_client_token(token: object, secret_for: SecretLookup) -> ClientClaims:

@@ -131,12 +131,12 @@ class HubProcess:
     def client_token(self, user_id: str, subscribe: Iterable[str] = (),
                      attributes: Iterable[AttributeGrant | tuple[str, str]] = (),
                      ttl_s: int = 3600, display_name: str | None = None,
-                     other_project: bool = False) -> str:
+                     other_project: bool = False, supervise: Iterable[str] = ()) -> str:
         sid, secret = (OTHER_KEY_SID, OTHER_KEY_SECRET) if other_project \
             else (KEY_SID, KEY_SECRET)
         return mint_client_token(sid, secret, user_id, subscribe=subscribe,
                                  attributes=attributes, ttl_s=ttl_s,
-                                 display_name=display_name)
+                                 display_name=display_name, supervise=supervise)
 
     def rest_token(self, ttl_s: int = 3600, other_project: bool = False) -> str:
         sid, secret = (OTHER_KEY_SID, OTHER_KEY_SECRET) if other_project \

@@ -138,19 +138,20 @@ def test_nothing_imports_the_top_level_command() -> None:
     assert importers <= {"monitor.__main__", "monitor.ssh.child", "monitor.web.child"}
 
 
-CORE = ["monitor.protocol", "monitor.tokens", "monitor.hub.state", "monitor.hub.calls"]
+CORE = ["monitor.protocol", "monitor.tokens", "monitor.hub.state", "monitor.hub.calls",
+        "monitor.hub.supervision"]
 
 
 @pytest.mark.parametrize("module", CORE)
 def test_the_core_imports_only_the_vocabulary(module: str) -> None:
     allowed = {"monitor", "monitor.protocol", "monitor.tokens", "monitor.hub.state",
-               "monitor.hub.calls"}
+               "monitor.hub.calls", "monitor.hub.supervision"}
     assert _reaches(module) <= allowed
 
 
 @pytest.mark.parametrize("edge", ["monitor.hub.ws", "monitor.hub.rest",
-                                  "monitor.hub.callservice", "monitor.hub.pipeline",
-                                  "monitor.hub.cluster.node"])
+                                  "monitor.hub.callservice", "monitor.hub.supervisors",
+                                  "monitor.hub.pipeline", "monitor.hub.cluster.node"])
 def test_the_edges_do_not_import_the_server(edge: str) -> None:
     assert "monitor.hub.server" not in _reaches(edge)
 

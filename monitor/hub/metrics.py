@@ -27,6 +27,8 @@ class HubMetrics:
     closes: dict[str, int] = field(default_factory=dict)
     # reason: TCP connections that never became WebSocket connections
     handshake_failures: dict[str, int] = field(default_factory=dict)
+    # (action, via, r): supervisor actions (docs/protocol.md), refused ones included
+    supervisor_actions: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def refused(self, via: str, r: int) -> None:
         key = (via, str(int(r)))
@@ -37,6 +39,10 @@ class HubMetrics:
 
     def handshake_failed(self, reason: str) -> None:
         self.handshake_failures[reason] = self.handshake_failures.get(reason, 0) + 1
+
+    def supervised(self, action: str, via: str, r: int) -> None:
+        key = (action, via, str(int(r)))
+        self.supervisor_actions[key] = self.supervisor_actions.get(key, 0) + 1
 
 
 class _Collector:
@@ -88,6 +94,13 @@ class _Collector:
         for reason, count in sorted(m.handshake_failures.items()):
             handshakes.add_metric([reason], count)
         yield handshakes
+        actions = CounterMetricFamily(
+            "monitor_supervisor_actions",
+            "Supervisor actions (set_attribute, logout) by API and result code",
+            labels=["action", "via", "code"])
+        for (action, via, code), count in sorted(m.supervisor_actions.items()):
+            actions.add_metric([action, via, code], count)
+        yield actions
         try:
             tasks = len(asyncio.all_tasks())
         except RuntimeError:  # no running loop

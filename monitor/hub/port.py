@@ -87,8 +87,15 @@ class HubPort(Protocol):
         """Close every connection of a user, everywhere; the connections closed here."""
         ...
 
-    def close_user(self, project_id: int, user_id: str) -> int:
-        """Close a user's connections on this node (offline without the grace period)."""
+    def close_user(self, project_id: int, user_id: str, code: int = ...,
+                   reason: str = ...) -> int:
+        """Close a user's connections on this node (offline without the grace period),
+        with ``code`` (default 4005, disconnected by an administrator)."""
+        ...
+
+    def log_out(self, project_id: int, user_id: str, effects: Effects) -> asyncio.Future[bool]:
+        """Submit a forced logout's ``effects`` (the core's: the hold, LOGGED_OUT to the
+        user's connections), then close the user's connections everywhere with 4006."""
         ...
 
     def close_all(self, code: int, reason: str) -> None:

@@ -11,7 +11,7 @@ import math
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +23,8 @@ from monitor.hub.calls import CallError
 from monitor.hub.limits import RateLimiter
 from monitor.hub.metrics import render
 from monitor.hub.port import HubPort
+from monitor.hub.supervision import REST_GRANTS, Refused, actor_of
+from monitor.hub.supervisors import Action, Supervisors
 from monitor.protocol import MESSAGES, Result
 from monitor.tokens import TokenError, verify_rest_token
 
@@ -81,6 +83,13 @@ class DisconnectBody(BaseModel):
     r: int
     message: str
     closed: int
+
+
+class LogoutBody(BaseModel):
+    r: int
+    message: str
+    userId: str
+    holdMs: int
 
 
 class CallReport(BaseModel):
@@ -338,6 +347,54 @@ def build_app(hub: HubPort) -> FastAPI:
         known_user(project_id, userId)
         closed = hub.kick(project_id, userId)
         return {"r": 0, "message": "SUCCESS", "closed": closed}
+
+    # -- supervisor actions (docs/protocol.md): a REST token acts on every user ----------
+
+    supervisors = Supervisors(hub)
+
+    async def supervise(action: Action, request: Request) -> None:
+        key = request.state.key_sid
+        if action.refused is not None:
+            supervisors.audit(action, "rest", action.refused.r, key)
+            raise ApiError(action.refused.r, action.refused.message)
+        if not await supervisors.commit(action, "rest", key):
+            raise ApiError(Result.INTERNAL_ERROR, "the action could not be stored")
+
+    def actor(body: dict[str, Any]) -> str:
+        by = actor_of(body.get("by"))
+        if isinstance(by, Refused):
+            raise ApiError(by.r, by.message)
+        return by
+
+    @app.put("/v1/users/{userId}/attributes/{attribute}", response_model=UserBody,
+             response_model_exclude_unset=True, responses=ERRORS)
+    async def supervise_attribute(userId: str, attribute: str, project_id: Project,
+                                  request: Request,
+                                  body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        """A supervisor sets a user's attribute: body `{"value", "by"?, "reason"?}`;
+        published like the user's own change, with `changedBy` (`by`, default `rest`)
+        and `reason` in its messages. Limited like the PUT of several attributes."""
+        wait_s = change_limiter.wait(request.state.key_sid)
+        if wait_s:
+            raise ApiError(Result.RATE_LIMITED, "too many changes with this API key: slow down",
+                           headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
+        action = supervisors.decide_set(REST_GRANTS, actor(body), project_id, userId,
+                                        {**body, "attribute": attribute})
+        await supervise(action, request)
+        return known_user(project_id, userId).public()
+
+    @app.post("/v1/users/{userId}/logout", response_model=LogoutBody, responses=ERRORS)
+    async def log_out_user(userId: str, project_id: Project, request: Request,
+                           body: Annotated[dict[str, Any] | None, Body()] = None
+                           ) -> dict[str, Any]:
+        """A supervisor logs a user out: body `{"reason"?, "by"?}`. Each connection of the
+        user gets LOGGED_OUT (1022) and is closed with 4006; the user's AUTHEN is refused
+        (r = 11) for `logout_hold_ms`."""
+        body = body or {}
+        action = supervisors.decide_logout(REST_GRANTS, actor(body), project_id, userId,
+                                           body)
+        await supervise(action, request)
+        return {"r": 0, "message": "SUCCESS", "userId": userId, **action.answer}
 
     @app.put("/v1/calls/{callId}", response_model=CallBody, responses=ERRORS)
     async def report_call(callId: str, report: CallReport, project_id: Project

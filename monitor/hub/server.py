@@ -157,7 +157,8 @@ class Hub:
             return self.cluster.kick(project_id, user_id)
         return self.close_user(project_id, user_id)
 
-    def close_user(self, project_id: int, user_id: str) -> int:
+    def close_user(self, project_id: int, user_id: str, code: int = CloseCode.KICKED,
+                   reason: str = "disconnected by an administrator") -> int:
         """Close a user's connections on this node (offline without the grace period)."""
         assert self.peers is not None
         handles = self.state.user_handles(project_id, user_id)
@@ -167,10 +168,23 @@ class Hub:
             if peer.closing:
                 continue
             self.kicked.add(peer)
-            self.peers.close(peer, CloseCode.KICKED, "disconnected by an administrator")
+            self.peers.close(peer, code, reason)
             closed += 1
-        log.info("event=kicked project=%s user=%s connections=%d", project_id, user_id, closed)
+        log.info("event=kicked project=%s user=%s connections=%d code=%d", project_id,
+                 user_id, closed, int(code))
         return closed
+
+    def log_out(self, project_id: int, user_id: str, effects: Effects) -> asyncio.Future[bool]:
+        """A forced logout: on one node, its connections close once ``effects`` are sent;
+        on several, each node closes its own when the log brings the logout."""
+        done = self.submit(effects)
+        if self.cluster is None:
+            def close(stored: asyncio.Future[bool]) -> None:
+                if stored.result():
+                    self.close_user(project_id, user_id, CloseCode.LOGGED_OUT,
+                                    "logged out by a supervisor")
+            done.add_done_callback(close)
+        return done
 
     def close_all(self, code: int, reason: str) -> None:
         """Close every connection of this node."""

@@ -125,6 +125,15 @@ class Session:
     client: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class LoginHold:
+    """A supervisor logged the user out: AUTHEN is refused until ``until_ms``."""
+
+    until_ms: int
+    by: str
+    reason: str
+
+
 @dataclass(slots=True)
 class User:
     project_id: int
@@ -135,6 +144,7 @@ class User:
     attributes: dict[str, Attribute] = field(default_factory=dict)
     sessions: dict[Handle, Session] = field(default_factory=dict)
     offline_due_ms: int | None = None
+    hold: LoginHold | None = None
 
     @property
     def online(self) -> bool:
@@ -241,6 +251,11 @@ class Coordinator(Protocol):
         """Whether ``user`` has a connection anywhere (a callee to ring)."""
         ...
 
+    def log_out(self, state: HubState, effects: Effects, user: User, hold: LoginHold) -> None:
+        """A supervisor logs ``user`` out: ``hold`` refuses the user's logins, on every
+        node, and the user's connections close (after what ``effects`` sends them)."""
+        ...
+
 
 class LocalCoordinator:
     """One node: the state decides everything at once."""
@@ -279,6 +294,15 @@ class LocalCoordinator:
 
     def reachable(self, user: User) -> bool:
         return bool(user.sessions)
+
+    def log_out(self, state: HubState, effects: Effects, user: User, hold: LoginHold) -> None:
+        # Held at once; the hub closes the connections once the effects are sent.
+        before, user.hold = user.hold, hold
+
+        def undo() -> None:
+            user.hold = before
+
+        effects.undo.append(undo)
 
 
 class HubState:
@@ -451,12 +475,14 @@ class HubState:
     # -- attributes ---------------------------------------------------------------------
 
     def change_attributes(self, project_id: int, user_id: str, changes: object,
-                          now_ms: int, grants: Grants | None = None) -> Effects:
+                          now_ms: int, grants: Grants | None = None,
+                          extra: Mapping[str, Any] | None = None) -> Effects:
         """Apply ``[{"attribute", "value"}, ...]`` atomically (all or none) for a user.
 
         Used by CHANGE_ATTRIBUTE (one change, published through the grants of the token
         the connection logged in with) and the REST PUT (1-50, through the user's latest
-        grants: ``grants`` None). Everything is checked before anything changes.
+        grants: ``grants`` None); a supervisor's change adds ``extra`` (``changedBy``) to
+        its messages. Everything is checked before anything changes.
         """
         user = self.users.get((project_id, user_id))
         if user is None:
@@ -494,7 +520,7 @@ class HubState:
                                    "attributes")
         effects = Effects()
         for name, value in parsed:
-            effects.extend(self.set_value(user, name, value, now_ms, grants=grants))
+            effects.extend(self.set_value(user, name, value, now_ms, extra, grants=grants))
         return effects
 
     def set_builtin(self, project_id: int, user_id: str, name: str, value: Any, now_ms: int,

@@ -28,6 +28,8 @@ from websockets.server import ServerProtocol
 
 from monitor.hub.port import HubPort
 from monitor.hub.state import Effects, Send, Session
+from monitor.hub.supervision import login_refusal
+from monitor.hub.supervisors import Supervisors
 from monitor.protocol import (
     INT64_MAX,
     INT64_MIN,
@@ -385,6 +387,7 @@ class Endpoint:
         self.peers = peers
         self.open_timeout_s = open_timeout_s
         self._loop = asyncio.get_running_loop()
+        self.supervisors = Supervisors(hub)
 
     def protocol_factory(self) -> Peer:
         return Peer(self)
@@ -526,6 +529,10 @@ class Endpoint:
                 project[0].id, claims.user_id)) >= hub.config.hub.max_connections_per_user:
             refusal = (Result.RATE_LIMITED, f"a user holds at most "
                        f"{hub.config.hub.max_connections_per_user} connections")
+        held = None if refusal is not None else login_refusal(
+            hub.state, project[0].id, claims.user_id, now_ms())
+        if held is not None:  # logged out by a supervisor, not long ago
+            refusal = (Result.LOGGED_OUT, held[0])
         if refusal is not None:
             r, message = refusal
             hub.metrics.auth_failures[str(int(r))] = \
@@ -533,7 +540,7 @@ class Endpoint:
             log.info("event=auth_failed remote=%s user=%s r=%d reason=%s", peer.remote,
                      claims.user_id, int(r), message)
             self.peers.send_now(peer, encode(Service.AUTHEN, reply(
-                Service.AUTHEN, request_id, r, message)))
+                Service.AUTHEN, request_id, r, message, **(held[1] if held else {}))))
             self.peers.close(peer, CloseCode.AUTH_FAILED, f"authentication failed (r={int(r)})")
             return
         settings = hub.config.hub
@@ -618,6 +625,8 @@ class Endpoint:
             self._snapshot(peer, session, body.get("topic"), request_id)
         elif hub.calls is not None and hub.calls.handles(service):
             hub.calls.request(peer, session, service, body, request_id)
+        elif self.supervisors.handles(service):
+            self.supervisors.request(peer, session, service, body, request_id)
         elif service == Service.AUTHEN:
             self._refuse(peer, service, request_id, Result.INVALID_REQUEST,
                          "already authenticated")

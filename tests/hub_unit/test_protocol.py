@@ -133,10 +133,11 @@ def test_every_result_has_a_message() -> None:
 
 
 def test_result_codes_are_those_of_the_spec() -> None:
+    # and the hub's own (docs/protocol.md): 11, a supervisor logged the user out
     assert {r.name: int(r) for r in Result} == {
         "SUCCESS": 0, "TOKEN_MISSING": 1, "TOKEN_UNDECODABLE": 2, "TOKEN_FORMAT": 3,
         "TOKEN_ALGORITHM": 4, "KEY_NOT_FOUND": 5, "TOKEN_EXPIRED": 6, "TOKEN_PAYLOAD": 7,
-        "AUTH_OTHER": 9, "TOKEN_SIGNATURE": 10, "NOT_AUTHENTICATED": 20,
+        "AUTH_OTHER": 9, "TOKEN_SIGNATURE": 10, "LOGGED_OUT": 11, "NOT_AUTHENTICATED": 20,
         "INVALID_REQUEST": 21, "READ_ONLY_ATTRIBUTE": 22, "INVALID_ATTRIBUTE": 23,
         "TOPIC_NOT_GRANTED": 24, "USER_NOT_FOUND": 25, "RATE_LIMITED": 26,
         "INVALID_CALL": 27, "INTERNAL_ERROR": 29}

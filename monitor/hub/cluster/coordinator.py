@@ -13,8 +13,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire, Notify
-from monitor.hub.state import Effects, HubState, Send, Session, User, new_epoch
+from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire, Kick, Notify
+from monitor.hub.state import Effects, HubState, LoginHold, Send, Session, User, new_epoch
 from monitor.protocol import ALL_CALL_STATUS, CALL, ONLINE_STATUS
 from monitor.tokens import Grants
 
@@ -79,6 +79,12 @@ class RedisCoordinator:
     def reachable(self, user: User) -> bool:
         return user.online  # connected on any node, not only on this one
 
+    def log_out(self, state: HubState, effects: Effects, user: User, hold: LoginHold) -> None:
+        # Every node (this one too) holds the user's logins and closes its connections
+        # when the log brings the kick, after the notice before it.
+        effects.ops.append(Kick(user.project_id, user.user_id, hold.until_ms, hold.by,
+                                hold.reason))
+
     # -- the log ------------------------------------------------------------------------
 
     def apply(self, state: HubState, project_id: int, fields: Mapping[str, str],
@@ -124,6 +130,9 @@ class RedisCoordinator:
         user.login_time = int(fields["lt"]) if fields.get("lt") else None
         if "g" in fields:
             state.set_grants(user, Grants.from_json(json.loads(fields["g"])))
+        if fields.get("ho"):  # a supervisor's logout: [until ms, by, reason]
+            until, by, reason = json.loads(fields["ho"])
+            user.hold = LoginHold(int(until), str(by), str(reason))
         user.attributes.clear()
         for key, text in fields.items():
             if key.startswith("a:"):

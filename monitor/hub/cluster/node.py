@@ -29,7 +29,7 @@ from monitor.hub.cluster.pipeline import READ_BACK_S, RedisWriter
 from monitor.hub.cluster.presence import Presence
 from monitor.hub.cluster.redis_store import RedisStore, stream_id
 from monitor.hub.port import HubPort
-from monitor.hub.state import Effects, Send, new_epoch
+from monitor.hub.state import Effects, LoginHold, Send, new_epoch
 from monitor.protocol import CloseCode
 
 if TYPE_CHECKING:
@@ -141,8 +141,15 @@ class ClusterNode:
             if targets:
                 self._sends.append((targets, fields["f"]))
         elif kind == "k":
-            self._flush()
-            self.hub.close_user(project_id, fields["u"])
+            self._flush()  # the notices before it go out first
+            if fields.get("h"):  # a supervisor's logout: hold the user's logins here too
+                until, by, reason = json.loads(fields["h"])
+                user = self.state.user_or_new(project_id, fields["u"])
+                user.hold = LoginHold(int(until), str(by), str(reason))
+                self.hub.close_user(project_id, fields["u"], CloseCode.LOGGED_OUT,
+                                    "logged out by a supervisor")
+            else:
+                self.hub.close_user(project_id, fields["u"])
 
     def _flush(self) -> None:
         sends, self._sends = self._sends, []

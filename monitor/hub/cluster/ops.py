@@ -76,10 +76,14 @@ class Notify:
 
 @dataclass(frozen=True, slots=True)
 class Kick:
-    """Close every connection of a user on every node."""
+    """Close every connection of a user on every node. A supervisor's logout also holds
+    the user's logins until ``hold_until_ms`` (0: a plain disconnect), on every node."""
 
     project_id: int
     user_id: str
+    hold_until_ms: int = 0
+    by: str = ""
+    reason: str = ""
 
 
 ClusterOp = Change | Connect | Disconnect | Expire | Notify | Kick

@@ -142,7 +142,8 @@ class RedisStore:
                 out.append(("NOTIFY", op.project_id, [dumps(list(op.user_ids)), op.frame,
                                                       op.skip, int(op.if_others)]))
             elif isinstance(op, Kick):
-                out.append(("KICK", op.project_id, [op.user_id]))
+                hold = dumps([op.hold_until_ms, op.by, op.reason]) if op.hold_until_ms else ""
+                out.append(("KICK", op.project_id, [op.user_id, hold]))
             else:
                 raise TypeError(f"cannot store {op!r}")
         return out

@@ -13,7 +13,8 @@ Keys under the prefix ``hub:{P}:``::
     epoch           string, created once: seqs are valid within it
     users           set of user ids
     u:USER          hash: a:NAME value (JSON), t:NAME ms, p:NAME "topic topic" (grants),
-                    dn display name, lt login time, g grants (JSON)
+                    dn display name, lt login time, g grants (JSON),
+                    ho a supervisor's logout hold (JSON [until ms, by, reason])
     c:USER          hash connection id -> node id
     n:NODE          set "CONNECTION USER": the connections a node holds
     nodes           set of node ids that hold connections
@@ -24,7 +25,7 @@ Keys under the prefix ``hub:{P}:``::
 Log entry kinds (field ``k``): ``a`` attribute change (u user, n name, v value, o old
 value, t ms, x extra JSON, s "topic seq ...", d display name, e call ended 1/0),
 ``l`` login (u, d, l login time, g grants), ``c`` call (i id, v call JSON),
-``n`` notice (u users JSON, f frame), ``k`` kick (u).
+``n`` notice (u users JSON, f frame), ``k`` kick (u; h a logout hold, as ``ho``).
 """
 
 from __future__ import annotations
@@ -215,9 +216,16 @@ redis.call('XADD', LOG, 'MAXLEN', '~', MAXLEN, '*', 'k', 'n', 'u', ARGV[3], 'f',
 return last_id()
 """
 
-# ARGV[3] user. Returns {last id, the user's connections on every node}.
+# ARGV[3] user, [4] a supervisor's logout hold ('' for none): JSON [until ms, by, reason],
+# kept on the user for nodes that start later. Returns {last id, the user's connections
+# on every node}.
 KICK = PRELUDE + r"""
-redis.call('XADD', LOG, 'MAXLEN', '~', MAXLEN, '*', 'k', 'k', 'u', ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('HSET', P .. 'u:' .. ARGV[3], 'ho', ARGV[4])
+  redis.call('XADD', LOG, 'MAXLEN', '~', MAXLEN, '*', 'k', 'k', 'u', ARGV[3], 'h', ARGV[4])
+else
+  redis.call('XADD', LOG, 'MAXLEN', '~', MAXLEN, '*', 'k', 'k', 'u', ARGV[3])
+end
 return {last_id(), redis.call('HLEN', P .. 'c:' .. ARGV[3])}
 """
 

@@ -57,7 +57,8 @@ def make_agents(count: int, rng: random.Random) -> list[AgentProfile]:
     already doing something (:data:`OPENINGS`)."""
     agents = []
     timing = Timing(rng)
-    names, weights = zip(*OPENINGS, strict=True)
+    names = [name for name, _ in OPENINGS]
+    weights = [weight for _, weight in OPENINGS]
     for i in range(count):
         team = TEAMS[i % len(TEAMS)]
         name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"

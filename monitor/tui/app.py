@@ -416,7 +416,7 @@ class MonitorApp(App[None]):
         base = super().get_driver_class()
         app = self
 
-        class NotifyingDriver(base):  # type: ignore[valid-type,misc]
+        class NotifyingDriver(base):  # type: ignore[valid-type,misc]  # a class known at run time
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
                 app.terminal_driver = self

@@ -329,3 +329,45 @@ def test_sdk_refused_token(hub: HubProcess, sdk: Callable[..., SdkClient]) -> No
     authen = client.wait_for("authen")["body"]
     assert authen["r"] == 10, authen
     assert client.proc.wait(10) == 2
+
+
+def test_sdk_stays_logged_out_after_a_supervisors_logout(
+        tmp_path: Path, sdk: Callable[..., SdkClient]) -> None:
+    """Stringee's SDK reconnects 0.5 s after any close, whatever its code, and stops for
+    good (``disconnect()``) when an AUTHEN is refused with r other than 0 and 15. So the
+    hub closes the user's connections, refuses the SDK's reconnect with r = 11 and the
+    reason, and the SDK does not try again, long after the hold is over."""
+    hold_ms = 2000
+    (tmp_path / "hub").mkdir()
+    hub = HubProcess(tmp_path / "hub", extra_hub=f"logout_hold_ms = {hold_ms}\n"
+                     "offline_grace_ms = 0").start()
+    try:
+        client = sdk(hub, hub.client_token("agent_8", attributes=[("manual_status", TOPIC)]),
+                     "--stay")
+        assert client.wait_for("authen")["body"]["r"] == 0
+        with connect(hub.ws_url, open_timeout=10) as ws:
+            token = hub.client_token("supervisor_1", supervise=[TOPIC])
+            assert py_request(ws, 2, {"accesstoken": token, "requestId": 1})["r"] == 0
+            answer = py_request(ws, 1021, {"userId": "agent_8", "reason": "end of shift",
+                                           "requestId": 2})
+        assert answer["r"] == 0, answer
+        client.wait_for("disconnect")
+        # The SDK's own reconnect, refused with the reason: the SDK reports it.
+        client.wait_for("connect")
+        refused = client.wait_for("authen")["body"]
+        assert refused["r"] == 11, refused
+        assert refused["reason"] == "end of shift" and refused["by"] == "supervisor_1"
+        assert "end of shift" in refused["message"]
+        # And it stays away, well past the hold.
+        later = client.drain(hold_ms / 1000 + 2.5)
+        assert not [e for e in later if e.get("event") in ("connect", "authen")], later
+        assert client.proc.poll() is None  # the harness still runs: the SDK chose to stop
+        with hub.rest() as rest:
+            values = {a["attribute"]: a.get("value")
+                      for a in rest.get("/v1/users/agent_8").json()["attributes"]}
+        assert values["onlineStatus"] == "offline"
+        refusals = [line for line in hub.log().splitlines()
+                    if "event=auth_failed" in line and "user=agent_8" in line]
+        assert len(refusals) == 1, refusals
+    finally:
+        hub.kill()

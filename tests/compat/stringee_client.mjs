@@ -18,6 +18,7 @@
 // Usage:
 //   STRINGEE_TOKEN=... node stringee_client.mjs --url ws://127.0.0.1:6899/ \
 //       [--attribute manual_status --value '"busy"'] [--trace] [--timeout-ms 60000]
+//       [--stay]
 //
 // --url defaults to $STRINGEE_HUB_URL, --token to $STRINGEE_TOKEN. --value is JSON
 // (a bare word that is not JSON is taken as a string). With --attribute, changeAttribute
@@ -27,7 +28,8 @@
 //   {"cmd":"changeAttribute","attribute":"manual_status","value":"away","id":2}
 //   {"cmd":"disconnect"}    the app-side disconnect (no reconnect), then keeps running
 //   {"cmd":"quit"}          exit 0
-// End of stdin also exits 0. An AUTHEN failure (r != 0) exits 2 after printing it.
+// End of stdin also exits 0. An AUTHEN failure (r != 0) exits 2 after printing it, unless
+// --stay: then the harness keeps running, to show what the SDK does next by itself.
 
 import { createRequire } from "node:module";
 import { createInterface } from "node:readline";
@@ -46,6 +48,7 @@ function parseArgs(argv) {
     value: undefined,
     trace: false,
     timeoutMs: 60000,
+    stay: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -59,6 +62,7 @@ function parseArgs(argv) {
     else if (arg === "--value") opts.value = parseValue(next());
     else if (arg === "--trace") opts.trace = true;
     else if (arg === "--timeout-ms") opts.timeoutMs = Number(next());
+    else if (arg === "--stay") opts.stay = true;
     else throw new Error(`unknown argument ${arg}`);
   }
   if (!opts.url) throw new Error("no hub URL: pass --url or set STRINGEE_HUB_URL");
@@ -157,7 +161,7 @@ function main() {
   client.on("authen", (body) => {
     emit({ event: "authen", body });
     if (body.r !== 0) {
-      setTimeout(() => process.exit(2), 50);
+      if (!opts.stay) setTimeout(() => process.exit(2), 50);
       return;
     }
     if (!authenticated && opts.attribute !== null) {

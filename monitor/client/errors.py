@@ -53,6 +53,20 @@ class AuthenticationError(HubError):
     """The hub refused the token (AUTHEN ``r`` 1-10, or HTTP 401 on REST)."""
 
 
+class LoggedOutError(AuthenticationError):
+    """A supervisor logged the user out: the hub's LOGGED_OUT notice (then close 4006),
+    or AUTHEN ``r = 11`` while the hold lasts. ``reason`` and ``by`` as the hub gave
+    them; ``retry_after``, seconds until a login is allowed again, when known."""
+
+    def __init__(self, message: str, *, r: int | None = None, status: int | None = None,
+                 reason: str | None = None, by: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, r=r, status=status)
+        self.reason = reason
+        self.by = by
+        self.retry_after = retry_after
+
+
 class RefusedError(HubError):
     """The hub answered a request with ``r != 0`` (other than an authentication failure)."""
 
@@ -98,6 +112,8 @@ def error_for(r: object, message: object = None, *, status: int | None = None,
             except ValueError:
                 known = None
         message = known or (f"HTTP {status}" if status is not None else f"refused (r={r!r})")
+    if code == Result.LOGGED_OUT:
+        return LoggedOutError(message, r=code, status=status, retry_after=retry_after)
     if code in AUTHENTICATION_CODES or (code is None and status == 401):
         return AuthenticationError(message, r=code, status=status)
     if code == Result.USER_NOT_FOUND or (code is None and status == 404):

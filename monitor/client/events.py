@@ -17,7 +17,7 @@ log = logging.getLogger("monitor.client")
 
 EventName = Literal["messagefromtopic", "authen", "disconnect", "connect",
                     "requestnewtoken", "otherdeviceauthen", "resync",
-                    "incomingcall", "callstate"]
+                    "incomingcall", "callstate", "loggedout"]
 #: The events :meth:`HubClient.on` accepts.
 EVENTS: frozenset[str] = frozenset(get_args(EventName))
 

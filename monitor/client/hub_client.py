@@ -32,6 +32,7 @@ from monitor.client.errors import (
     ConnectionLostError,
     HubError,
     HubUnreachableError,
+    LoggedOutError,
     RequestTimeoutError,
     error_for,
 )
@@ -47,6 +48,7 @@ from monitor.protocol import (
     RequestError,
     Result,
     Service,
+    SupervisorService,
     decode,
     encode,
 )
@@ -55,8 +57,9 @@ log = logging.getLogger("monitor.client")
 
 #: The hub closes a connection with 4005 (CloseCode.KICKED) when the user is disconnected
 #: through the REST API (a supervisor's force-offline, docs/protocol.md): by default, do
-#: not come back.
-DEFAULT_STOP_CODES: frozenset[int] = frozenset({CloseCode.KICKED})
+#: not come back. After a supervisor's logout (4006, CloseCode.LOGGED_OUT) the client
+#: never comes back by itself, whatever this says.
+DEFAULT_STOP_CODES: frozenset[int] = frozenset({CloseCode.KICKED, CloseCode.LOGGED_OUT})
 DEFAULT_PING_AFTER_MS = 15000
 HUB_SILENCE_GRACE_S = 15.0  # the hub's own rule: ping_after_ms + 15 s of silence is dead
 MAX_INCOMING_BYTES = 16 * 1024 * 1024  # snapshots of large topics exceed the 64 KiB inbound cap
@@ -133,6 +136,7 @@ class HubClient:
         self._last_pong_sent = float("-inf")
         self._retry_at: float | None = None
         self._close_requested = asyncio.Event()
+        self._logged_out: dict[str, Any] | None = None
 
     # -- public API ----------------------------------------------------------------------
 
@@ -169,8 +173,15 @@ class HubClient:
 
     @property
     def error(self) -> HubError | None:
-        """Why the client stopped, when it stopped on an error."""
+        """Why the client stopped, when it stopped on an error (a supervisor's logout:
+        :class:`LoggedOutError`, with its ``reason`` and ``by``)."""
         return self._error
+
+    @property
+    def logged_out(self) -> dict[str, Any] | None:
+        """The LOGGED_OUT notice of a supervisor's logout (``by``, ``reason``,
+        ``holdMs``, ``until``), until the next :meth:`connect`."""
+        return self._logged_out
 
     def positions(self) -> dict[str, TopicPosition]:
         """Each subscribed topic's epoch and last delivered seq."""
@@ -226,6 +237,7 @@ class HubClient:
         self._closing = False
         self._close_requested = asyncio.Event()
         self._error = None
+        self._logged_out = None  # asked to connect again: the logout is behind us
         self._events.start()
         attempt = 0
         while True:
@@ -294,6 +306,30 @@ class HubClient:
         """This user's calls in progress."""
         reply = await self.request(CallService.LIST_CALLS, {}, timeout=timeout)
         return list(reply.get("calls", []))
+
+    # -- supervisor actions (docs/protocol.md, services 1020-1022) ------------------------
+
+    async def set_user_attribute(self, user_id: str, name: str, value: Any, *,
+                                 reason: str | None = None,
+                                 timeout: float | None = None) -> dict[str, Any]:
+        """Set another user's attribute (a token with the ``supervise`` claim): published
+        like the user's own change, with ``changedBy`` (and ``reason``). Raises
+        :class:`RefusedError`: ``r`` 24 not permitted, 25 no such user, 22/23 as for
+        :meth:`change_attribute`."""
+        body: dict[str, Any] = {"userId": user_id, "attribute": name, "value": value}
+        if reason is not None:
+            body["reason"] = reason
+        return await self.request(SupervisorService.SET_USER_ATTRIBUTE, body, timeout=timeout)
+
+    async def log_out_user(self, user_id: str, *, reason: str | None = None,
+                           timeout: float | None = None) -> dict[str, Any]:
+        """Log another user out (a token with the ``supervise`` claim): each of the
+        user's connections is told why and closed, and the user's logins are refused for
+        the hub's ``logout_hold_ms`` (the reply's ``holdMs``). ``r`` 24 and 25 as above."""
+        body: dict[str, Any] = {"userId": user_id}
+        if reason is not None:
+            body["reason"] = reason
+        return await self.request(SupervisorService.LOGOUT_USER, body, timeout=timeout)
 
     async def snapshot(self, topic: str, *, timeout: float | None = None) -> dict[str, Any]:
         """Read ``topic``'s current values (TOPIC_SNAPSHOT): ``epoch``, ``seq``, ``values``.
@@ -423,6 +459,8 @@ class HubClient:
                 return ws, reply, resumed
             with suppress(Exception):
                 await ws.close()
+            if r == Result.LOGGED_OUT:  # a supervisor's logout, not long ago
+                raise _logged_out_error(reply, r)
             if r == Result.TOKEN_EXPIRED and not asked_for_token:
                 asked_for_token = True
                 if await self._tokens.obtain("expired"):
@@ -486,9 +524,13 @@ class HubClient:
         try:
             while current is not None:
                 code, reason = await self._read(current)
-                final = self._closing or not self._reconnect or code in self._stop_codes
+                logged_out = self._logged_out is not None or code == CloseCode.LOGGED_OUT
+                final = (self._closing or not self._reconnect or code in self._stop_codes
+                         or logged_out)
                 if final and not self._closing:
-                    self._error = ConnectionLostError(f"connection closed: {code} {reason}")
+                    self._error = _logged_out_error(
+                        self._logged_out or {"reason": reason}) if logged_out \
+                        else ConnectionLostError(f"connection closed: {code} {reason}")
                 self._detach(current, code, reason, reconnecting=not final)
                 current = None if final else await self._reconnect_after_drop()
         finally:
@@ -575,6 +617,12 @@ class HubClient:
             return
         if service == CallService.CALL_STATE:
             self._events.emit("callstate", body)
+            return
+        if service == SupervisorService.LOGGED_OUT:
+            # A supervisor logged this user out: the hub closes the connection next, and
+            # the client does not come back.
+            self._logged_out = dict(body)
+            self._events.emit("loggedout", body)
             return
         request_id = body.get("requestId")
         pending = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
@@ -696,3 +744,19 @@ class HubClient:
         if self._runner.done():
             raise self._error or ConnectionLostError("client stopped")
         raise RequestTimeoutError(f"not connected within {timeout:g} s")
+
+
+def _logged_out_error(body: dict[str, Any], r: int | None = None) -> LoggedOutError:
+    """The error of a supervisor's logout, from its LOGGED_OUT notice or AUTHEN reply."""
+    reason = body.get("reason")
+    by = body.get("by")
+    reason = reason if isinstance(reason, str) else None
+    by = by if isinstance(by, str) else None
+    wait_ms = body.get("retryAfterMs", body.get("holdMs"))
+    message = body.get("message")
+    if not isinstance(message, str) or not message:
+        message = f"logged out by {by or 'a supervisor'}" + (f": {reason}" if reason else "")
+    return LoggedOutError(
+        message, r=r, reason=reason, by=by,
+        retry_after=wait_ms / 1000 if isinstance(wait_ms, int | float)
+        and not isinstance(wait_ms, bool) else None)

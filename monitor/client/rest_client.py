@@ -92,6 +92,25 @@ def _call_report(call_id: str, status: str, from_: str | None, to: str | None) -
     return Request("PUT", "/v1/calls/" + quote(call_id, safe=""), body=body)
 
 
+def _supervised_set(user_id: str, name: str, value: Value, by: str | None,
+                    reason: str | None) -> Request:
+    body: dict[str, Any] = {"value": value}
+    if by is not None:
+        body["by"] = by
+    if reason is not None:
+        body["reason"] = reason
+    return Request("PUT", _user_path(user_id, "attributes", quote(name, safe="")), body=body)
+
+
+def _logout(user_id: str, by: str | None, reason: str | None) -> Request:
+    body: dict[str, Any] = {}
+    if by is not None:
+        body["by"] = by
+    if reason is not None:
+        body["reason"] = reason
+    return Request("POST", _user_path(user_id, "logout"), body=body)
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     try:
         return float(response.headers["Retry-After"])
@@ -240,6 +259,19 @@ class RestClient:
         (supervisor force-offline); answers ``{"r", "message", "closed"}``."""
         return self.send(Request("POST", _user_path(user_id, "disconnect")))
 
+    def set_user_attribute(self, user_id: str, name: str, value: Value, *,
+                           by: str | None = None, reason: str | None = None
+                           ) -> dict[str, Any]:
+        """``PUT /v1/users/{userId}/attributes/{name}``: a supervisor's change, published
+        with ``changedBy`` (``by``, default ``rest``) and ``reason``; answers the user."""
+        return self.send(_supervised_set(user_id, name, value, by, reason))
+
+    def log_out_user(self, user_id: str, *, reason: str | None = None,
+                     by: str | None = None) -> dict[str, Any]:
+        """``POST /v1/users/{userId}/logout``: a supervisor's logout that sticks (the
+        user's logins are refused for the hub's ``logout_hold_ms``: ``holdMs``)."""
+        return self.send(_logout(user_id, by, reason))
+
     def report_call(self, call_id: str, status: str, *, from_: str | None = None,
                     to: str | None = None) -> dict[str, Any]:
         """``PUT /v1/calls/{callId}``: a telephony system reports a call's status."""
@@ -316,6 +348,17 @@ class AsyncRestClient:
     async def disconnect_user(self, user_id: str) -> dict[str, Any]:
         """See :meth:`RestClient.disconnect_user`."""
         return await self.send(Request("POST", _user_path(user_id, "disconnect")))
+
+    async def set_user_attribute(self, user_id: str, name: str, value: Value, *,
+                                 by: str | None = None, reason: str | None = None
+                                 ) -> dict[str, Any]:
+        """See :meth:`RestClient.set_user_attribute`."""
+        return await self.send(_supervised_set(user_id, name, value, by, reason))
+
+    async def log_out_user(self, user_id: str, *, reason: str | None = None,
+                           by: str | None = None) -> dict[str, Any]:
+        """See :meth:`RestClient.log_out_user`."""
+        return await self.send(_logout(user_id, by, reason))
 
     async def report_call(self, call_id: str, status: str, *, from_: str | None = None,
                           to: str | None = None) -> dict[str, Any]:

@@ -63,15 +63,15 @@ class Supervisors:
         """SET_USER_ATTRIBUTE: ``body`` holds ``attribute``, ``value`` and ``reason``."""
         action = Action(SET_ATTRIBUTE, by, project_id, _text(user_id),
                         attribute=body.get("attribute"), value=body.get("value"))
+        user = supervision.target(self.hub.state, grants, project_id, user_id)
+        if isinstance(user, Refused):
+            action.refused = user
+            return action
         reason = supervision.reason_of(body.get("reason"))
         if isinstance(reason, Refused):
             action.refused = reason
             return action
         action.reason = reason
-        user = supervision.target(self.hub.state, grants, project_id, user_id)
-        if isinstance(user, Refused):
-            action.refused = user
-            return action
         effects = supervision.set_attribute(
             self.hub.state, by, user, body.get("attribute"), body.get("value"), reason,
             self.hub.now_ms(), has_value="value" in body)
@@ -85,15 +85,15 @@ class Supervisors:
                       body: Mapping[str, Any]) -> Action:
         """LOGOUT_USER: ``body`` may hold a ``reason``."""
         action = Action(LOGOUT, by, project_id, _text(user_id))
+        user = supervision.target(self.hub.state, grants, project_id, user_id)
+        if isinstance(user, Refused):
+            action.refused = user
+            return action
         reason = supervision.reason_of(body.get("reason"), DEFAULT_LOGOUT_REASON)
         if isinstance(reason, Refused):
             action.refused = reason
             return action
         action.reason = reason
-        user = supervision.target(self.hub.state, grants, project_id, user_id)
-        if isinstance(user, Refused):
-            action.refused = user
-            return action
         hold_ms = self.hub.config.hub.logout_hold_ms
         action.effects = supervision.log_out(self.hub.state, by, user, reason,
                                              self.hub.now_ms(), hold_ms)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from rich.style import Style
 from rich.text import Text
 from textual import on
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.css.query import NoMatches
@@ -57,6 +57,7 @@ from monitor.tui.feed import (
 from monitor.tui.model import OTHERS, Agent, AgentTable, Applied, Filter, Row, Sort, Summary
 from monitor.tui.screens import AgentDetail, HelpScreen, StatusPicker
 from monitor.tui.settings import Settings
+from monitor.tui.supervise import SUPERVISOR_ACTIONS, SupervisorActions
 from monitor.tui.text import safe_text
 from monitor.tui.themes import LoadedThemes, load_themes, state_colours
 from monitor.tui.wallboard import Wallboard
@@ -110,7 +111,7 @@ class OwnStatusPanel(Static):
     """
 
 
-class MonitorApp(App[None]):
+class MonitorApp(SupervisorActions):
     """Watch the agents on your topics; set your own status."""
 
     TITLE = "monitor"
@@ -323,8 +324,12 @@ class MonitorApp(App[None]):
         return self.model.grouped(rows, self.collapsed, hide_empty=self.filter.active)
 
     def tick(self) -> None:
-        """A few times a second: reconcile, then bring one other column's sort order up
-        to date (off the path of a key, so switching sorts finds it ready)."""
+        """A few times a second: look for alerts, reconcile, then bring one other
+        column's sort order up to date (alerts and sorts off the path of a key)."""
+        try:
+            self.check_alerts(self.clock())
+        except NoMatches:  # the screen torn down under the timer
+            return
         self.reconcile()
         columns = self.sortable_columns()
         if columns:
@@ -341,7 +346,6 @@ class MonitorApp(App[None]):
     def _reconcile(self) -> None:
         now = self.clock()
         self.model.sample(now)
-        self.check_alerts(now)  # whatever screen is up: the wallboard runs all day
         if isinstance(self.screen, Wallboard):
             self.screen.refresh_board()
         try:
@@ -388,7 +392,8 @@ class MonitorApp(App[None]):
 
     def check_alerts(self, now: float) -> None:
         """Fire the alerts of agents who just crossed a threshold (the list, a toast,
-        the bell, a desktop notification) and clear those who left the state."""
+        the bell, a desktop notification) and clear those who left the state. On the
+        clock's tick, whatever screen is up: the wallboard runs all day."""
         fired, _ = self.alerts.update(self.model.breaching(now), now)
         # Agents already over a threshold when the monitor started are listed, not
         # announced: nobody saw them cross it.
@@ -580,6 +585,8 @@ class MonitorApp(App[None]):
     # -- own status ----------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in SUPERVISOR_ACTIONS:  # a supervisor's keys (monitor/tui/supervise.py)
+            return self.supervisor_check(action)
         if action in ("pick_status", "set_status") and self.read_only:
             return False
         if action in GRID_ACTIONS and (self.screen.has_class("-compact")
@@ -603,6 +610,11 @@ class MonitorApp(App[None]):
     def action_set_status(self, index: int) -> None:
         if 0 <= index < len(self.settings.statuses):
             self.change_status(self.settings.statuses[index])
+
+    def show_answer(self, what: str, ok: bool | None, text: str) -> None:
+        """The hub's answer to a supervisor's action, in the status line."""
+        self.answer = HubAnswer(what, ok, text, self.clock())
+        self.reconcile()
 
     def change_status(self, status: str) -> None:
         """Send the operator's new status through CHANGE_ATTRIBUTE; the header shows the answer."""

@@ -113,6 +113,8 @@ class Agent:
     call_info: CallInfo | None = None
     last_change: float | None = None
     timeline: deque[Change] = field(default_factory=lambda: deque(maxlen=500))
+    group_key: str = ""
+    """The group the agent is shown in (kept by :class:`AgentTable` as it changes)."""
 
     @property
     def name(self) -> str:
@@ -718,8 +720,8 @@ class AgentTable:
                      and value_text(value) == status]
         if flt.group is not None:
             self._retally()
-            tallies, group = self._tallies, flt.group
-            shown = [a for a in shown if _group_key(tallies[a.user_id]) == group]
+            group = flt.group
+            shown = [a for a in shown if a.group_key == group]
         return list(shown)
 
     def _group_key(self, agent: Agent) -> str:
@@ -752,17 +754,14 @@ class AgentTable:
         is on). Without a group attribute anywhere, ``rows`` as they are."""
         if not self.grouped_by:
             return list(rows)
-        tallies = self._tallies
-        buckets: dict[str, list[Agent]] = {}
-        for agent in rows:
-            key = _group_key(tallies[agent.user_id])
-            bucket = buckets.get(key)
-            if bucket is None:
-                bucket = buckets[key] = []
-            bucket.append(agent)
+        keys = self.group_keys()
+        buckets: dict[str, list[Agent]] = {key: [] for key in keys}
+        adders = {key: bucket.append for key, bucket in buckets.items()}
+        for agent in rows:  # a stable partition: each group keeps the order of rows
+            adders[agent.group_key](agent)
         folded = set(collapsed)
         shown: list[Row] = []
-        for key in self.group_keys():
+        for key in keys:
             bucket = buckets.get(key, [])
             if hide_empty and not bucket:
                 continue
@@ -824,6 +823,7 @@ class AgentTable:
             if old is not None:
                 self._apply(user_id, old, -1)
             new = self._tallies[user_id] = self._tally(agent)
+            agent.group_key = new.group if new.counted else OTHERS
             self._apply(user_id, new, 1)
         self._untallied.clear()
 
@@ -885,10 +885,6 @@ class AgentTable:
         """An agent's changes since the monitor started, oldest first."""
         agent = self.agents.get(user_id)
         return list(agent.timeline) if agent else []
-
-
-def _group_key(tally: _Tally) -> str:
-    return tally.group if tally.counted else OTHERS
 
 
 def _duration_key(seconds: float | None) -> tuple[bool, float]:

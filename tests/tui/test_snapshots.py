@@ -89,7 +89,7 @@ def test_alert_list(snap_compare: Any) -> None:
     async def run(pilot: Any) -> None:
         await settle(pilot.app, pilot)
         clock.advance(10)  # a call rings past its limit
-        pilot.app.reconcile()
+        pilot.app.tick()
         await pilot.press("a")
         await settle(pilot.app, pilot)
         await pilot.pause(0.1)

@@ -301,15 +301,16 @@ async def test_an_alert_fires_once_when_a_row_crosses_a_threshold_and_clears() -
         terminal = Terminal()
         app.terminal_driver = terminal  # type: ignore[assignment]
         await settle(app, pilot)
+        app.tick()  # alerts are looked for on the clock's tick
         # over already at start: listed, not announced
         assert len(app.alerts.active) == 2 and terminal.written == []
         clock.advance(10)  # Wen Tran's call has rung 22 s: over the 20 s limit
-        app.reconcile()
+        app.tick()
         assert terminal.written == [
             "\x1b]777;notify;monitor alert;Wen Tran: ringing over 0:20\x07"]
         await pilot.pause(0.1)  # the toast
         assert "Wen Tran: ringing over 0:20" in screen_text(app)
-        app.reconcile()
+        app.tick()
         assert len(terminal.written) == 1  # once
 
         await pilot.press("a")
@@ -321,6 +322,7 @@ async def test_an_alert_fires_once_when_a_row_crosses_a_threshold_and_clears() -
         app.feed.push(message_event(4, "p3", "call", "Answered", "Ringing", topic=CALLS,
                                     callId="c-2", at=clock.now, **{"from": "s1", "to": "p3"}))
         await settle(app, pilot)
+        app.tick()
         assert "✔ 08:53:28 Wen Tran · support ringing over 0:20, ended 08:53:30 after " \
             "0:22" in screen_text(app)
         assert app.query_one(AlertList).display
@@ -334,7 +336,7 @@ async def test_alerts_close_together_are_announced_together() -> None:
         app.terminal_driver = terminal  # type: ignore[assignment]
         await settle(app, pilot)
         clock.advance(10)
-        app.reconcile()
+        app.tick()
         assert len(terminal.written) == 1  # Wen Tran's call rings too long
         clock.advance(2)  # a newcomer's break, begun over 15 min ago
         app.feed.push(message_event(11, "p4", "manual_status", "break", at=clock.now - 901,
@@ -342,7 +344,7 @@ async def test_alerts_close_together_are_announced_together() -> None:
         await settle(app, pilot)
         assert len(terminal.written) == 1  # not within ALERT_GAP_S of the last one
         clock.advance(8)
-        app.reconcile()
+        app.tick()
         assert terminal.written[-1] == \
             "\x1b]9;monitor alert: Pia Nowak: break over 15:00\x07"
 
@@ -357,7 +359,7 @@ async def test_alerts_fire_while_the_wallboard_is_up() -> None:
         await pilot.press("w")
         await settle(app, pilot)
         clock.advance(10)
-        app.reconcile()
+        app.tick()
         assert terminal.written == ["\x1b]9;monitor alert: Wen Tran: ringing over 0:20\x07"]
         assert isinstance(app.screen, Wallboard)
         footer = screen_text(app).splitlines()[-1]

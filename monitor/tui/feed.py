@@ -26,6 +26,9 @@ class Session:
     display_name: str | None = None
     role: str | None = None
     """The token's ``role`` claim, if it has one (``supervisor``, ``agent``...)."""
+    supervise: tuple[str, ...] = ()
+    """The topics whose members the token may act on (``*``: everyone), as the AUTHEN
+    reply says: supervisor actions are offered only when there are some."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,8 @@ def safe_event(event: FeedEvent) -> FeedEvent:
                        publishes=publishes,
                        display_name=None if event.display_name is None
                        else safe_text(event.display_name),
-                       role=None if event.role is None else safe_text(event.role))
+                       role=None if event.role is None else safe_text(event.role),
+                       supervise=tuple(safe_text(t) for t in event.supervise))
     if isinstance(event, Link) and event.detail:
         return replace(event, detail=safe_text(event.detail))
     return event

@@ -61,8 +61,9 @@ def session_from_authen(reply: dict[str, Any], token: str | None) -> Session:
         name, claimed = claims.get("displayName"), claims.get("role")
         display_name = name if isinstance(name, str) and name else None
         role = claimed if isinstance(claimed, str) and claimed else None
+    supervise = tuple(t for t in reply.get("supervise") or () if isinstance(t, str))
     return Session(str(reply.get("userId") or "?"), subscribe, publishes, display_name,
-                   role)
+                   role, supervise)
 
 
 def snapshot_event(topic: str, reply: dict[str, Any]) -> Snapshot:
@@ -112,6 +113,28 @@ class HubFeed:
             await self.client.change_attribute(name, value)
         except HubError as exc:
             raise ChangeRefused(exc.r, exc.message) from None
+
+    async def set_user_attribute(self, user_id: str, name: str, value: Any,
+                                 reason: str | None = None) -> None:
+        """A supervisor's change of another user's attribute (service 1020)."""
+        try:
+            await self.client.set_user_attribute(user_id, name, value, reason=reason)
+        except HubError as exc:
+            raise ChangeRefused(exc.r, exc.message) from None
+
+    async def log_out_user(self, user_id: str, reason: str) -> None:
+        """A supervisor's logout of another user (service 1021)."""
+        try:
+            await self.client.log_out_user(user_id, reason=reason)
+        except HubError as exc:
+            raise ChangeRefused(exc.r, exc.message) from None
+
+    def reconnect(self) -> None:
+        """Connect again after the client stopped for good (a supervisor's logout, a
+        refused token): only when the operator asks."""
+        if self.client.running or (self._starter is not None and not self._starter.done()):
+            return
+        self._starter = asyncio.create_task(self._start())
 
     async def resync(self, topic: str) -> None:
         try:

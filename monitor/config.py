@@ -68,6 +68,10 @@ class HubSettings:
     # A user a supervisor logged out may not log in again for this long (AUTHEN r = 11).
     logout_hold_ms: int = 60000
     log_level: str = "info"
+    # History and reports (docs/protocol.md): how long the event log keeps events, and
+    # the attribute whose value splits an agent's online time in the agents report.
+    history_retention_days: int = 35
+    status_attribute: str = "manual_status"
     # Many nodes: Redis holds the state and carries topic messages (docs/scaling.md).
     redis_url: str = ""
     node_lease_ms: int = 10000
@@ -81,7 +85,8 @@ _POSITIVE = {"ws_port", "api_port", "ping_after_ms", "auth_timeout_ms", "history
              "send_buffer_limit", "call_no_answer_ms", "auth_rate_per_ip", "auth_burst_per_ip",
              "node_lease_ms", "max_attributes_per_user", "change_rate_per_connection",
              "change_burst_per_connection", "max_connections_per_user",
-             "rest_change_rate_per_key", "rest_change_burst_per_key", "rest_body_timeout_ms"}
+             "rest_change_rate_per_key", "rest_change_burst_per_key", "rest_body_timeout_ms",
+             "history_retention_days"}
 _PORTS = {"ws_port", "api_port"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_SETTING = 2**31 - 1
@@ -134,6 +139,7 @@ class Config:
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")  # as monitor.protocol checks them
 
 
 def _key(key: object) -> str:
@@ -168,6 +174,9 @@ def _coerce(source: str, key: str, expected: type, value: Any) -> Any:
     if key == "sqlite_synchronous" and value.lower() not in SYNC_MODES:
         raise ConfigError(f"{source}: {key}: must be one of {', '.join(SYNC_MODES)}, "
                           f"got {value!r}")
+    if key == "status_attribute" and not ATTRIBUTE_NAME.fullmatch(value):
+        raise ConfigError(f"{source}: {key}: not an attribute name ([A-Za-z0-9_.-], 1-64 "
+                          f"characters): {value!r}")
     if key == "log_level" and value.lower() not in LOG_LEVELS:
         raise ConfigError(f"{source}: {key}: must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
     return value.lower() if key in ("log_level", "sqlite_synchronous") else value
@@ -348,6 +357,12 @@ rest_body_timeout_ms = 10000
 logout_hold_ms = 60000
 # debug, info, warning or error.
 log_level = "info"
+# Days the event log keeps every change (history, reports); older ones are pruned in the
+# background.
+history_retention_days = 35
+# The attribute whose value splits an agent's online time in the agents report
+# (statusMs): the agent's own status, such as available, break or lunch.
+status_attribute = "manual_status"
 # Several nodes behind a load balancer share state through Redis (docs/scaling.md):
 # redis_url = "redis://127.0.0.1:6379/0"
 # A node that stops renewing its lease for this long is presumed dead; its users go offline.

@@ -139,13 +139,13 @@ def test_nothing_imports_the_top_level_command() -> None:
 
 
 CORE = ["monitor.protocol", "monitor.tokens", "monitor.hub.state", "monitor.hub.calls",
-        "monitor.hub.supervision"]
+        "monitor.hub.supervision", "monitor.hub.history"]
 
 
 @pytest.mark.parametrize("module", CORE)
 def test_the_core_imports_only_the_vocabulary(module: str) -> None:
     allowed = {"monitor", "monitor.protocol", "monitor.tokens", "monitor.hub.state",
-               "monitor.hub.calls", "monitor.hub.supervision"}
+               "monitor.hub.calls", "monitor.hub.supervision", "monitor.hub.history"}
     assert _reaches(module) <= allowed
 
 

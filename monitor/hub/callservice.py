@@ -22,6 +22,7 @@ from monitor.hub.calls import (
     advance,
     parse_status,
 )
+from monitor.hub.history import CallEvent
 from monitor.hub.port import HubPort
 from monitor.hub.state import CallRow, Effects, Session
 from monitor.protocol import CALL, CallService, Result, encode, has_hidden_chars, reply
@@ -73,6 +74,8 @@ class Calls:
                                              self._message_extra(target), always=True))
         effects.ops.append(CallRow(call.project_id, call.call_id,
                                    call.to_json() if call.active else None))
+        effects.log.append(CallEvent(pid, call.to_json(), now_ms, tuple(
+            party for party in call.parties() if state.user(pid, party) is not None)))
         notice = encode(CallService.CALL_STATE, {"call": call.to_json(), **(notice_extra or {})})
         # Both parties' connections, on every node.
         state.coordinator.notify(state, effects, pid, call.parties(), lambda: notice)

@@ -35,7 +35,8 @@ class Writer(Protocol):
 
     def write(self, ops: list[Any]) -> Awaitable[None] | None:
         """Make ``ops`` durable in one transaction, or raise. Return None once done, or
-        an awaitable that completes (or raises) when it is."""
+        an awaitable that completes (or raises) when it is. Each :class:`Effects`'
+        ``log`` entries follow its ``ops``."""
         ...
 
     def failed(self, ops: Sequence[Any], error: BaseException) -> None:
@@ -79,7 +80,7 @@ class CommitPipeline:
     def _pump(self) -> None:
         # Release batches with nothing to write, until one needs the writer.
         while self._queued and self._writing is None:
-            if any(effects.ops for effects, _ in self._queued[0]):
+            if any(effects.ops or effects.log for effects, _ in self._queued[0]):
                 break
             self._release(self._queued.popleft(), True)
         if self._writing is not None or not self._queued:
@@ -87,7 +88,8 @@ class CommitPipeline:
         # Group commit: everything queued now goes in one transaction.
         batch = [pending for queued in self._queued for pending in queued]
         self._queued.clear()
-        ops = [op for effects, _ in batch for op in effects.ops]
+        # The event log's entries go in the same transaction as the changes they record.
+        ops = [op for effects, _ in batch for op in (*effects.ops, *effects.log)]
         if self._executor is not None:
             self._wait(batch, ops, self._loop.run_in_executor(
                 self._executor, self._writer.write, ops))

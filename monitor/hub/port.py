@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from monitor.config import Config
 from monitor.hub.calls import Call, CallBook
+from monitor.hub.history import HistoryReader
 from monitor.hub.limits import RateLimiter
 from monitor.hub.metrics import HubMetrics
 from monitor.hub.state import Effects, HubState, Send, Session
@@ -62,6 +63,11 @@ class HubPort(Protocol):
 
     @property
     def auth_limiter(self) -> RateLimiter: ...
+
+    @property
+    def history(self) -> HistoryReader:
+        """The event log: history and reports."""
+        ...
 
     def now_ms(self) -> int:
         """Epoch milliseconds (the one clock of the hub's decisions)."""

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import math
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qs
 
@@ -230,8 +231,13 @@ def _value_matches(stored: Any, wanted: str) -> bool:
     return stored == wanted if isinstance(stored, str) else json.dumps(stored) == wanted
 
 
-def build_app(hub: HubPort) -> FastAPI:
-    """The ASGI application of ``hub``."""
+# Routes added by another module: given the app, the hub and the dependency that gives
+# a request's project (checking its REST token).
+RouteInstaller = Callable[[FastAPI, HubPort, Callable[..., Awaitable[int]]], None]
+
+
+def build_app(hub: HubPort, installers: Sequence[RouteInstaller] = ()) -> FastAPI:
+    """The ASGI application of ``hub``, with the routes ``installers`` add."""
     app = FastAPI(title="monitor hub REST API", version=__version__,
                   description="Read and change users' attributes; presence and calls.")
     settings = hub.config.hub
@@ -431,4 +437,6 @@ def build_app(hub: HubPort) -> FastAPI:
         return Response(render(hub.metrics, hub.users_online),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    for install in installers:
+        install(app, hub, project_of)
     return app

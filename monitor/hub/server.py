@@ -22,10 +22,12 @@ import uvicorn
 from monitor.config import Config
 from monitor.hub.calls import EndReason
 from monitor.hub.callservice import Calls
+from monitor.hub.history import HistoryReader
 from monitor.hub.limits import RateLimiter
 from monitor.hub.metrics import HubMetrics
 from monitor.hub.pipeline import CommitPipeline
 from monitor.hub.rest import build_app, http_protocol
+from monitor.hub.rest_history import add_history_routes
 from monitor.hub.state import Coordinator, Effects, HubState, Send
 from monitor.hub.store.sqlite import SqliteStore
 from monitor.hub.ws import (
@@ -102,6 +104,14 @@ class Hub:
         """Send frames now (what the log already decided, on a node of many)."""
         assert self.peers is not None
         self.peers.emit(sends)
+
+    @property
+    def history(self) -> HistoryReader:
+        """The event log's reader (the engine's)."""
+        if self.cluster is not None:
+            return self.cluster.history
+        assert self.store is not None
+        return self.store.log
 
     def store_failures(self) -> int:
         return self.pipeline.failures if self.pipeline is not None else 0
@@ -214,7 +224,7 @@ class Hub:
             endpoint.protocol_factory, settings.host, settings.ws_port,
             # Room for a burst of connections (a restart's reconnects) before accept runs.
             backlog=WS_BACKLOG)
-        app = build_app(self)
+        app = build_app(self, [add_history_routes])
         if self.cluster is not None:
             self.cluster.install(app)
         self.rest_server = _EmbeddedUvicorn(uvicorn.Config(
@@ -236,8 +246,11 @@ class Hub:
         full = self.config.hub.sqlite_synchronous == "full"
         # NORMAL commits do not wait for the disk: write them on the loop, checkpoint
         # elsewhere. FULL commits fsync: write them on a thread.
+        settings = self.config.hub
         self.store = SqliteStore(data_dir / "hub.sqlite3", "FULL" if full else "NORMAL",
-                                 background_checkpoints=not full)
+                                 background_checkpoints=not full,
+                                 status_attribute=settings.status_attribute,
+                                 retention_days=settings.history_retention_days)
         users, attributes = self.store.load()
         now = self.now_ms()
         for row in users:
@@ -248,6 +261,13 @@ class Hub:
                 self.state.load_attribute(attr)
         self.peers = Peers(self)
         self.pipeline = CommitPipeline(self.store, self.peers.emit, threaded=full)
+        # Users the log last saw online were left so by a crash: offline in the log too.
+        left = self.store.log.left_online(
+            [(r.project_id, r.user_id) for r in users if r.project_id in self.state.project_ids],
+            now)
+        if left:
+            self.pipeline.submit(Effects(log=list(left)))
+        self.store.log.start_pruning(self.now_ms)
         self.calls = Calls(self)
         self.calls.restore(self.store.load_calls())
 

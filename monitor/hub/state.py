@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
+from monitor.hub.history import AttributeEvent, LogEvent
 from monitor.protocol import (
     ALL_CALL_STATUS,
     BUILTIN_ATTRIBUTES,
@@ -86,9 +87,11 @@ class Effects:
     ``undo`` runs and ``failure_sends`` go out instead. ``then`` makes sends that can
     only be made once the ops are durable (and, on several nodes, applied here: the
     AUTHEN reply counts what the log brought before it); they go out before ``sends``.
+    ``log``: what the event log records of them, made durable with the ops.
     """
 
     ops: list[Any] = field(default_factory=list)  # StoreOp, or an engine's own proposals
+    log: list[LogEvent] = field(default_factory=list)
     sends: list[Send] = field(default_factory=list)
     failure_sends: list[Send] = field(default_factory=list)
     undo: list[Callable[[], None]] = field(default_factory=list)
@@ -99,6 +102,7 @@ class Effects:
     def extend(self, other: Effects) -> None:
         """Append another operation's effects after these."""
         self.ops += other.ops
+        self.log += other.log
         self.sends += other.sends
         self.failure_sends += other.failure_sends
         self.undo += other.undo
@@ -404,16 +408,21 @@ class HubState:
     def _publish(self, user: User, name: str, old: Any, new: Any, now_ms: int,
                  extra: Mapping[str, Any] | None = None,
                  published: list[tuple[Topic, int]] | None = None,
-                 grants: Grants | None = None) -> list[Send]:
-        topics = list((user.grants if grants is None else grants).topics_for(name))
-        if name == CALL:
-            topics.append(ALL_CALL_STATUS)
+                 topics: Sequence[str] = ()) -> list[Send]:
         if not topics:
             return []
         message = self.message(user.project_id, user.user_id, name, old, new, now_ms,
                                not user.in_call(), user.display_name, extra)
         return self.publish_message(user.project_id, message,
                                     [(t, None) for t in topics], published)
+
+    @staticmethod
+    def topics_of(user: User, name: str, grants: Grants | None = None) -> list[str]:
+        """The topics a change of ``name`` goes to (``grants``: a connection's token)."""
+        topics = list((user.grants if grants is None else grants).topics_for(name))
+        if name == CALL:
+            topics.append(ALL_CALL_STATUS)
+        return topics
 
     def publish_message(self, project_id: int, message: Mapping[str, Any],
                         topics: Sequence[tuple[str, int | None]],
@@ -454,6 +463,9 @@ class HubState:
         user.attributes[name] = Attribute(new, now_ms)
         if name != ONLINE_STATUS:
             effects.ops.append(AttributeRow(user.project_id, user.user_id, name, new, now_ms))
+        topics = self.topics_of(user, name, grants)
+        effects.log.append(AttributeEvent(user.project_id, user.user_id, name, new, old, now_ms,
+                                          tuple(topics), dict(extra) if extra else None))
 
         published: list[tuple[Topic, int]] = []
 
@@ -469,7 +481,7 @@ class HubState:
                     topic.history.popleft()
 
         effects.undo.append(undo)
-        effects.sends += self._publish(user, name, old, new, now_ms, extra, published, grants)
+        effects.sends += self._publish(user, name, old, new, now_ms, extra, published, topics)
         return effects
 
     # -- attributes ---------------------------------------------------------------------

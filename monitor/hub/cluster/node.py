@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from monitor.hub.calls import Call
 from monitor.hub.cluster.bus import BACKOFF_MAX_S, BACKOFF_MIN_S, LogReader
 from monitor.hub.cluster.coordinator import RedisCoordinator
+from monitor.hub.cluster.history import RedisHistory
 from monitor.hub.cluster.ops import Connect, Kick
 from monitor.hub.cluster.pipeline import READ_BACK_S, RedisWriter
 from monitor.hub.cluster.presence import Presence
@@ -56,6 +57,8 @@ class ClusterNode:
         self.reader = LogReader(self.url, self._apply, self._flush, self._lost, self._back)
         self.presence = Presence(self, settings.node_lease_ms)
         self.writer = RedisWriter(self)
+        self.history = RedisHistory(self.store.redis, settings.status_attribute,
+                                    settings.history_retention_days)
         self._positions: dict[int, str] = {}
         self.resyncs = 0
         self.last_error = ""
@@ -89,6 +92,7 @@ class ClusterNode:
         await self.presence.renew()
         self.reader.start(positions)
         self.presence.start()
+        self.history.start_pruning(self.project_ids, self.now_ms)
         log.info("event=cluster_joined node=%s redis=%s projects=%s users=%d lease_ms=%d",
                  self.node_id, self.url, self.project_ids, len(self.state.users),
                  self.presence.lease_ms)
@@ -102,11 +106,13 @@ class ClusterNode:
         except Exception as exc:
             log.warning("event=lease_release_failed node=%s error=%r", self.node_id, str(exc))
         await self.reader.stop()
+        await self.history.stop()
         await self.store.close()
 
     async def _load(self) -> dict[int, str]:
         """Read every project's state; the log position it corresponds to."""
         positions: dict[int, str] = {}
+        await self.history.configure(self.project_ids)
         for project_id in self.project_ids:
             loaded = await self.store.load(project_id, new_epoch())
             if loaded.fresh_epoch:

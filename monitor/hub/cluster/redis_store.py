@@ -19,6 +19,7 @@ from redis.retry import Retry
 
 from monitor.hub.cluster import scripts
 from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire, Kick, Notify
+from monitor.hub.history import CallEvent, call_counts
 from monitor.hub.state import CallRow, UserRow
 from monitor.protocol import ALL_CALL_STATUS, CALL
 from monitor.tokens import Grants
@@ -58,6 +59,18 @@ def grant_map(grants: Grants) -> list[str]:
     return out
 
 
+def hcall_args(event: CallEvent) -> list[Any]:
+    """The HCALL script's arguments for a call transition (scripts.HCALL)."""
+    call = event.call
+    handled, missed = call_counts(call)
+    callee = call.get("to")
+    counted = callee if (handled or missed) and callee in event.users else ""
+    summary = " ".join("-" if call.get(k) is None else str(int(call[k]))
+                       for k in ("startedAt", "answeredAt", "endedAt"))
+    return [event.timestamp, dumps(event.to_json()), call["callId"], int(call["startedAt"]),
+            summary, counted, handled, missed]
+
+
 def connect(url: str, timeout_s: float = 5.0) -> Redis:
     """A client that never retries by itself: a write that may have happened is reported
     failed, not sent twice."""
@@ -90,7 +103,7 @@ class RedisStore:
         self.scripts = {name: self.redis.register_script(getattr(scripts, name))
                         for name in ("CHANGE", "LOGIN", "CONNECT", "DISCONNECT", "EXPIRE",
                                      "SWEEP", "DUE", "LEASE", "RELEASE", "CALL", "NOTIFY", "KICK",
-                                     "STATE")}
+                                     "STATE", "HCALL")}
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -141,6 +154,8 @@ class RedisStore:
             elif isinstance(op, Notify):
                 out.append(("NOTIFY", op.project_id, [dumps(list(op.user_ids)), op.frame,
                                                       op.skip, int(op.if_others)]))
+            elif isinstance(op, CallEvent):
+                out.append(("HCALL", op.project_id, hcall_args(op)))
             elif isinstance(op, Kick):
                 hold = dumps([op.hold_until_ms, op.by, op.reason]) if op.hold_until_ms else ""
                 out.append(("KICK", op.project_id, [op.user_id, hold]))

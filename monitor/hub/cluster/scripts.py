@@ -21,6 +21,7 @@ Keys under the prefix ``hub:{P}:``::
     lease:NODE      the node's lease (PX); gone = node presumed dead
     due             zset user -> ms: users with no connection, offline from then on
     calls           hash call id -> call (JSON), calls in progress
+    hist, hu:USER, hc:USER, hcalls, hcall, hcfg: the event log (cluster/history.py)
 
 Log entry kinds (field ``k``): ``a`` attribute change (u user, n name, v value, o old
 value, t ms, x extra JSON, s "topic seq ...", d display name, e call ended 1/0),
@@ -29,6 +30,8 @@ value, t ms, x extra JSON, s "topic seq ...", d display name, e call ended 1/0),
 """
 
 from __future__ import annotations
+
+from monitor.hub.cluster.history import HCALL_BODY, HISTORY_LUA
 
 PRELUDE = r"""
 local P = ARGV[1]
@@ -46,6 +49,7 @@ local function next_seq(seqs, topic)
   seqs[#seqs + 1] = redis.call('HINCRBY', P .. 'seq', topic, 1)
 end
 
+""" + HISTORY_LUA + r"""
 -- Store one value and log it; number a message for each topic it publishes to.
 -- ``topics``: '=' then the topics a connection's grants name, or '' for the user's latest.
 local function publish(user, name, value, ts, always, extra, more, topics)
@@ -72,6 +76,7 @@ local function publish(user, name, value, ts, always, extra, more, topics)
   redis.call('XADD', LOG, 'MAXLEN', '~', MAXLEN, '*', 'k', 'a', 'u', user, 'n', name,
     'v', value, 'o', old or 'null', 't', ts, 'x', extra, 's', table.concat(seqs, ' '),
     'd', redis.call('HGET', ukey, 'dn') or '', 'e', ended)
+  log_change(user, name, value, old or 'null', ts, extra, seqs)
 end
 
 local function offline(user, ts)
@@ -242,3 +247,6 @@ if not epoch then
 end
 return {epoch, last_id(), redis.call('HGETALL', P .. 'seq'), fresh}
 """
+
+# A call transition in the event log (see monitor.hub.cluster.history).
+HCALL = PRELUDE + HCALL_BODY

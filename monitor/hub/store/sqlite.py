@@ -1,4 +1,5 @@
-"""SQLite store (WAL): users, their latest grants, and attribute values.
+"""SQLite store (WAL): users, their latest grants, attribute values, calls in progress, and
+the event log (:mod:`monitor.hub.store.history`).
 
 Writes come in batches from the commit pipeline (its :class:`~monitor.hub.pipeline.Writer`),
 one transaction each: on the event loop with ``synchronous=NORMAL`` (a commit that does not
@@ -16,7 +17,14 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from monitor.hub.history import (
+    DEFAULT_RETENTION_DAYS,
+    DEFAULT_STATUS_ATTRIBUTE,
+    AttributeEvent,
+    CallEvent,
+)
 from monitor.hub.state import AttributeRow, CallRow, StoreOp, UserRow
+from monitor.hub.store import history
 from monitor.protocol import to_json
 from monitor.tokens import Grants
 
@@ -110,7 +118,9 @@ class SqliteStore:
     (``kill -9``); ``FULL`` also survives power loss, at the price of an fsync per batch."""
 
     def __init__(self, path: Path, synchronous: str = "NORMAL",
-                 background_checkpoints: bool = False) -> None:
+                 background_checkpoints: bool = False, *,
+                 status_attribute: str = DEFAULT_STATUS_ATTRIBUTE,
+                 retention_days: int = DEFAULT_RETENTION_DAYS) -> None:
         self.path = path
         self._wal = str(path) + "-wal"
         self._lock = threading.Lock()
@@ -124,6 +134,7 @@ class SqliteStore:
             db.execute(f"PRAGMA synchronous={synchronous}")
             db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             db.executescript(SCHEMA)
+            db.executescript(history.SCHEMA)
             if background_checkpoints:
                 db.execute("PRAGMA wal_autocheckpoint=0")
         except (OSError, sqlite3.Error) as exc:  # read-only, missing, not a database...
@@ -131,6 +142,9 @@ class SqliteStore:
                 db.close()
             raise StoreError(f"{path}: {exc}") from exc
         self._db = db
+        # The event log: its rows go in each batch's transaction.
+        self.log = history.EventLog(path, db, self._lock, status_attribute=status_attribute,
+                                    retention_days=retention_days)
         if background_checkpoints:
             self._checkpointer = threading.Thread(target=self._checkpoint_forever,
                                                   name="store-checkpointer", daemon=True)
@@ -173,12 +187,15 @@ class SqliteStore:
             return [CallRow(pid, cid, json.loads(data)) for pid, cid, data in
                     self._db.execute("SELECT project_id, call_id, data FROM calls")]
 
-    def write(self, ops: Iterable[StoreOp]) -> None:
+    def write(self, ops: Iterable[StoreOp | AttributeEvent | CallEvent]) -> None:
         """Make a batch durable in one transaction; raise :class:`StoreError` if not."""
         users, attributes, calls = [], [], []
+        events: list[AttributeEvent | CallEvent] = []
         ended: dict[tuple[int, str], None] = {}  # ordered set: ended, unless started again
         for op in ops:
-            if isinstance(op, UserRow):
+            if isinstance(op, AttributeEvent | CallEvent):
+                events.append(op)
+            elif isinstance(op, UserRow):
                 users.append((op.project_id, op.user_id, op.display_name, op.login_time,
                               to_json(op.grants.to_json())))
             elif isinstance(op, CallRow):
@@ -202,7 +219,12 @@ class SqliteStore:
                 if ended:
                     self._db.executemany(
                         "DELETE FROM calls WHERE project_id = ? AND call_id = ?", list(ended))
+                staged = self.log.stage(events) if events else None
+                if staged is not None:
+                    self.log.insert(staged)
                 self._db.execute("COMMIT")
+                if staged is not None:
+                    self.log.committed(staged)
                 self._bound_wal()
             # Not only sqlite3.Error: a value SQLite cannot take (a lone surrogate, an int
             # over 64 bits) must not leave the transaction open for the next batch.
@@ -232,6 +254,7 @@ class SqliteStore:
         self._stop.set()
         if self._checkpointer is not None:
             self._checkpointer.join()
+        self.log.close()
         with self._lock:
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

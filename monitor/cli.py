@@ -21,6 +21,7 @@ from monitor.config import (
 from monitor.demo.command import add_demo_command
 from monitor.flags import UsageError, add_config_flag, add_hub_setting_flags, config_from_args
 from monitor.hub.command import add_hub_command
+from monitor.report import add_report_command
 from monitor.ssh.command import add_ssh_command
 from monitor.tokens import (
     AttributeGrant,
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_command(sub)
     add_ssh_command(sub)
     add_web_command(sub)
+    add_report_command(sub)
     return parser
 
 

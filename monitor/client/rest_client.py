@@ -27,6 +27,7 @@ from monitor.tokens import mint_rest_token
 
 AUTH_HEADER = "X-STRINGEE-AUTH"
 MAX_PAGE_SIZE = 100
+HISTORY_PAGE = 1000
 RENEW_BEFORE_S = 60
 
 
@@ -109,6 +110,32 @@ def _logout(user_id: str, by: str | None, reason: str | None) -> Request:
     if reason is not None:
         body["reason"] = reason
     return Request("POST", _user_path(user_id, "logout"), body=body)
+
+
+def _history(user_id: str, from_ms: int, to_ms: int, attribute: str | None, limit: int,
+             cursor: str | None) -> Request:
+    params: dict[str, Any] = {"from": from_ms, "to": to_ms, "limit": limit}
+    if attribute is not None:
+        params["attribute"] = attribute
+    if cursor is not None:
+        params["cursor"] = cursor
+    return Request("GET", _user_path(user_id, "history"), params)
+
+
+def _agents_report(from_ms: int, to_ms: int, group_attribute: str | None,
+                   group: str | None) -> Request:
+    params: dict[str, Any] = {"from": from_ms, "to": to_ms}
+    if group_attribute is not None:
+        params["groupAttribute"] = group_attribute
+    if group is not None:
+        params["group"] = group
+    return Request("GET", "/v1/reports/agents", params)
+
+
+def _calls_report(from_ms: int, to_ms: int, interval: str, sla_seconds: int) -> Request:
+    return Request("GET", "/v1/reports/calls", {"from": from_ms, "to": to_ms,
+                                                "interval": interval,
+                                                "slaSeconds": sla_seconds})
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -281,6 +308,32 @@ class RestClient:
         """``GET /v1/calls``: the project's calls in progress."""
         return _calls(self.send(Request("GET", "/v1/calls")))
 
+    def user_history(self, user_id: str, from_ms: int, to_ms: int, *,
+                     attribute: str | None = None,
+                     page_size: int = HISTORY_PAGE) -> list[dict[str, Any]]:
+        """``GET /v1/users/{userId}/history``, every page: the user's attribute changes
+        in ``[from_ms, to_ms)``, oldest first."""
+        events: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            body = self.send(_history(user_id, from_ms, to_ms, attribute, page_size, cursor))
+            events += body.get("events", [])
+            cursor = body.get("nextCursor")
+            if not cursor:
+                return events
+
+    def agents_report(self, from_ms: int, to_ms: int, *, group_attribute: str | None = None,
+                      group: str | None = None) -> dict[str, Any]:
+        """``GET /v1/reports/agents``: per agent, time online (by status), calls handled
+        and missed, ring and talk time, occupancy over ``[from_ms, to_ms)``."""
+        return self.send(_agents_report(from_ms, to_ms, group_attribute, group))
+
+    def calls_report(self, from_ms: int, to_ms: int, *, interval: str = "1h",
+                     sla_seconds: int = 20) -> dict[str, Any]:
+        """``GET /v1/reports/calls``: calls offered, answered, abandoned... per interval
+        (``15m``, ``30m``, ``1h`` or ``1d``)."""
+        return self.send(_calls_report(from_ms, to_ms, interval, sla_seconds))
+
     def health(self) -> dict[str, Any]:
         """``GET /healthz`` (no auth needed, sent anyway)."""
         return self.send(Request("GET", "/healthz"))
@@ -368,6 +421,31 @@ class AsyncRestClient:
     async def list_calls(self) -> list[dict[str, Any]]:
         """See :meth:`RestClient.list_calls`."""
         return _calls(await self.send(Request("GET", "/v1/calls")))
+
+    async def user_history(self, user_id: str, from_ms: int, to_ms: int, *,
+                           attribute: str | None = None,
+                           page_size: int = HISTORY_PAGE) -> list[dict[str, Any]]:
+        """See :meth:`RestClient.user_history`."""
+        events: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            body = await self.send(_history(user_id, from_ms, to_ms, attribute, page_size,
+                                            cursor))
+            events += body.get("events", [])
+            cursor = body.get("nextCursor")
+            if not cursor:
+                return events
+
+    async def agents_report(self, from_ms: int, to_ms: int, *,
+                            group_attribute: str | None = None,
+                            group: str | None = None) -> dict[str, Any]:
+        """See :meth:`RestClient.agents_report`."""
+        return await self.send(_agents_report(from_ms, to_ms, group_attribute, group))
+
+    async def calls_report(self, from_ms: int, to_ms: int, *, interval: str = "1h",
+                           sla_seconds: int = 20) -> dict[str, Any]:
+        """See :meth:`RestClient.calls_report`."""
+        return await self.send(_calls_report(from_ms, to_ms, interval, sla_seconds))
 
     async def health(self) -> dict[str, Any]:
         """See :meth:`RestClient.health`."""

@@ -362,7 +362,8 @@ class MonitorApp(SupervisorActions):
         summary = self.summary(now)
         width = self.query_one(SummaryBar).size.width or self.size.width
         self.show(self.query_one(SummaryBar),
-                  summary_text(summary, self.model, self.settings.statuses, styles, width))
+                  summary_text(summary, self.model, self.settings.statuses, styles, width,
+                               self.latest_alert()))
         rows = self.grid_rows(now)
         grid.set_class(self.model.stale, "-stale")
         with self.batch_update():
@@ -407,13 +408,23 @@ class MonitorApp(SupervisorActions):
         name = self.model.label(agent) if agent is not None else first.user_id
         what = first.what(self.model.status_labels)
         more = f" (and {len(fired) - 1} more)" if len(fired) > 1 else ""
-        self.notify(safe_text(f"{name}: {what}{more}"), title="Alert", severity="warning",
-                    timeout=6, markup=False)
         if self.settings.alert_bell:
             self.bell()
         if self.notifier is not None and self.terminal_driver is not None:
             self.terminal_driver.write(notification(self.notifier, "monitor alert",
                                                     f"{name}: {what}{more}"))
+
+    def latest_alert(self) -> str | None:
+        """The alert fired last among those still on, in words, for the summary line (no
+        toast: one would cover the grid and cost a layout of the screen)."""
+        active = self.alerts.active.values()
+        if not active:
+            return None
+        alert = max(active, key=lambda a: a.fired)
+        agent = self.model.agents.get(alert.user_id)
+        name = self.model.label(agent) if agent is not None else alert.user_id
+        return (f"alert {format_clock(alert.fired, self.tz)} {name}: "
+                f"{alert.what(self.model.status_labels)}")
 
     def get_driver_class(self) -> type[Driver]:
         """The platform's driver, made to tell the app it is the one writing to the

@@ -635,9 +635,10 @@ class EventLog(Static):
 
 
 def summary_text(summary: Summary, model: AgentTable, statuses: Sequence[str],
-                 styles: Mapping[str, Style], width: int) -> Text:
-    """Three lines: presence, calls and breaches; totals by status; the chart of idle
-    agents (online, available and not on a call) and of agents on a call."""
+                 styles: Mapping[str, Style], width: int, alert: str | None = None) -> Text:
+    """Three lines: presence, calls, breaches and the latest ``alert``; totals by status;
+    the chart of idle agents (online, available and not on a call) and of agents on a
+    call."""
     online = summary.by_online
     first: list[tuple[str, str]] = [
         (f"{ONLINE_SYMBOLS['online']} {online.get('online', 0)} online", "online"),
@@ -655,6 +656,8 @@ def summary_text(summary: Summary, model: AgentTable, statuses: Sequence[str],
         first.append((f"{BREACH_MARK} {summary.breaches} over limit", "breach"))
     else:
         first.append(("✔ none over limit", "idle"))
+    if alert:
+        first += [("  │ ", ""), (alert, "away")]
     second: list[tuple[str, str]] = []
     ordered = [s for s in statuses if s in summary.by_status]
     ordered += sorted(s for s in summary.by_status if s not in statuses)

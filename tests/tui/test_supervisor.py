@@ -308,8 +308,8 @@ async def test_an_alert_fires_once_when_a_row_crosses_a_threshold_and_clears() -
         app.tick()
         assert terminal.written == [
             "\x1b]777;notify;monitor alert;Wen Tran: ringing over 0:20\x07"]
-        await pilot.pause(0.1)  # the toast
-        assert "Wen Tran: ringing over 0:20" in screen_text(app)
+        await settle(app, pilot)
+        assert "│ alert 08:53:28 Wen Tran: ringing over 0:20" in screen_text(app)
         app.tick()
         assert len(terminal.written) == 1  # once
 

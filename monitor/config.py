@@ -85,8 +85,7 @@ _POSITIVE = {"ws_port", "api_port", "ping_after_ms", "auth_timeout_ms", "history
              "send_buffer_limit", "call_no_answer_ms", "auth_rate_per_ip", "auth_burst_per_ip",
              "node_lease_ms", "max_attributes_per_user", "change_rate_per_connection",
              "change_burst_per_connection", "max_connections_per_user",
-             "rest_change_rate_per_key", "rest_change_burst_per_key", "rest_body_timeout_ms",
-             "history_retention_days"}
+             "rest_change_rate_per_key", "rest_change_burst_per_key", "rest_body_timeout_ms"}
 _PORTS = {"ws_port", "api_port"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_SETTING = 2**31 - 1
@@ -358,7 +357,7 @@ logout_hold_ms = 60000
 # debug, info, warning or error.
 log_level = "info"
 # Days the event log keeps every change (history, reports); older ones are pruned in the
-# background.
+# background. 0: no event log at all (no history, no reports).
 history_retention_days = 35
 # The attribute whose value splits an agent's online time in the agents report
 # (statusMs): the agent's own status, such as available, break or lunch.

@@ -225,6 +225,8 @@ class Range:
 def clip_range(start: int | None, end: int | None, now_ms: int, retention_days: int
                ) -> Range:
     """Check a requested range and clip it to what the log keeps."""
+    if retention_days <= 0:
+        raise RangeError("this hub keeps no history (history_retention_days = 0)")
     if start is None or end is None:
         raise RangeError("from and to are required (epoch milliseconds)")
     if start < 0 or end < 0:

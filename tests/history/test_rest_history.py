@@ -217,3 +217,18 @@ def test_the_routes_are_in_the_openapi_description(make: HubMaker) -> None:
     paths = httpx.get(hub.api_url + "/openapi.json").json()["paths"]
     for path in ("/v1/users/{userId}/history", "/v1/reports/agents", "/v1/reports/calls"):
         assert "get" in paths[path], path
+
+
+async def test_no_history_kept_with_a_retention_of_0(make: HubMaker) -> None:
+    hub = make(history_retention_days=0)
+    wire = await login(hub, agent_token(hub, "dee"))
+    assert (await wire.change("manual_status", "unlogged"))["r"] == 0
+    with hub.rest() as rest:
+        for path in ("/v1/users/dee/history", "/v1/reports/agents", "/v1/reports/calls"):
+            answer = rest.get(path, params={"from": now_ms() - 1000, "to": now_ms()})
+            assert answer.status_code == 400 and "no history" in answer.json()["message"]
+    await wire.close()
+    if (hub.data_dir / "hub.sqlite3").exists():
+        import sqlite3
+        with sqlite3.connect(hub.data_dir / "hub.sqlite3") as db:
+            assert db.execute("SELECT COUNT(*) FROM events").fetchone() == (0,)

@@ -13,7 +13,8 @@ the project's prefix ``hub:{P}:``::
                 user's hash (``u:USER`` field ``hc``)
     hcalls      zset call id -> when it was offered; ``hcall`` hash call id -> "started
                 answered ended" (``-`` for none yet): the calls report
-    hcfg        hash: ``status``, the status attribute (every node writes its setting)
+    hcfg        hash: ``status``, the status attribute; ``off``, 1 when nothing is logged
+                (every node writes its settings)
 
 The Lua below mirrors :func:`monitor.hub.history.after_attribute` and
 :func:`~monitor.hub.history.after_call` (the property tests check both engines against
@@ -102,9 +103,11 @@ local function log_change(user, name, value, old, ts, extra, seqs)
     old .. ',"timestamp":' .. ts .. ',"topics":[' .. table.concat(topics, ',') .. ']'
   if extra ~= '' and extra ~= '{}' then event = event .. ',' .. string.sub(extra, 2, -2) end
   event = event .. '}'
+  local cfg = redis.call('HMGET', P .. 'hcfg', 'status', 'off')
+  if cfg[2] == '1' then return end
   local id = hist_add(ts, event)
   redis.call('XADD', P .. 'hu:' .. user, id, 'e', event)
-  local status = redis.call('HGET', P .. 'hcfg', 'status') or 'manual_status'
+  local status = cfg[1] or 'manual_status'
   if name ~= 'onlineStatus' and name ~= 'call' and name ~= status then return end
   local cp = cp_load(user, ts)
   cp_advance(cp, tonumber(ts))
@@ -128,6 +131,7 @@ end
 # [10] missed.
 HCALL_BODY = r"""
 local ts = ARGV[3]
+if redis.call('HGET', P .. 'hcfg', 'off') == '1' then return last_id() end
 local id = hist_add(ts, ARGV[4])
 redis.call('ZADD', P .. 'hcalls', ARGV[6], ARGV[5])
 redis.call('HSET', P .. 'hcall', ARGV[5], ARGV[7])
@@ -171,10 +175,13 @@ class RedisHistory:
         return self._retention_days
 
     async def configure(self, project_ids: Sequence[int]) -> None:
-        """Tell the scripts this node's status attribute (every node should say the same)."""
+        """Tell the scripts this node's status attribute, and whether the log is off
+        (retention 0). Every node should say the same."""
         pipe = self.redis.pipeline(transaction=False)
         for project_id in project_ids:
-            pipe.hset(prefix(project_id) + "hcfg", "status", self.status_attribute)
+            pipe.hset(prefix(project_id) + "hcfg", mapping={
+                "status": self.status_attribute,
+                "off": "1" if self._retention_days <= 0 else "0"})
         await pipe.execute()
 
     async def user_events(self, project_id: int, user_id: str, start: int, end: int,
@@ -281,6 +288,9 @@ class RedisHistory:
         return removed
 
     def start_pruning(self, project_ids: Sequence[int], clock: Callable[[], int]) -> None:
+        if self._retention_days <= 0:
+            return
+
         async def run() -> None:
             wait = PRUNE_FIRST_S
             while True:

@@ -123,6 +123,7 @@ class EventLog:
         self._lock = lock
         self.status_attribute = status_attribute
         self._retention_days = retention_days
+        self.enabled = retention_days > 0  # 0: the hub keeps no event log
         self._last: dict[int, int] = {}
         self._ledger: dict[tuple[int, str], Checkpoint | None] = {}
         self._reader: sqlite3.Connection | None = None
@@ -205,7 +206,9 @@ class EventLog:
                     ) -> list[AttributeEvent]:
         """Users the log last saw online: the hub stopped without logging them off (a
         crash). Their offline events, to log now (everyone starts offline)."""
-        out = []
+        out: list[AttributeEvent] = []
+        if not self.enabled:
+            return out
         with self._lock:
             for project_id, user_id in users:
                 cp = self._checkpoint(Staged(), project_id, user_id)
@@ -365,6 +368,9 @@ class EventLog:
 
     def start_pruning(self, clock: Callable[[], int]) -> None:
         """Prune on a thread of its own: soon after start, then every hour."""
+        if not self.enabled:
+            return
+
         def run() -> None:
             wait = PRUNE_FIRST_S
             while not self._stop.wait(wait):

@@ -219,7 +219,7 @@ class SqliteStore:
                 if ended:
                     self._db.executemany(
                         "DELETE FROM calls WHERE project_id = ? AND call_id = ?", list(ended))
-                staged = self.log.stage(events) if events else None
+                staged = self.log.stage(events) if events and self.log.enabled else None
                 if staged is not None:
                     self.log.insert(staged)
                 self._db.execute("COMMIT")

@@ -103,9 +103,10 @@ def make_app(events: list[Any] | None = None, *, clock: Clock | None = None,
 
 
 async def settle(app: MonitorApp, pilot: Any) -> None:
-    """Let the app take every queued event and redraw."""
+    """Let the app take every queued event, look for alerts and redraw (as the clock's
+    tick does: the frozen clock never moves it, the real one might or might not)."""
     await app.feed.drained()  # type: ignore[attr-defined]
-    app.reconcile()
+    app.tick()
     await pilot.pause()
 
 

@@ -393,6 +393,20 @@ async def test_data_dir_is_0700_and_database_files_0600(hub: HubProcess) -> None
         assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
 
 
+def test_a_data_dir_others_may_read_is_logged(tmp_path: Path) -> None:
+    """The operator chose it: left as it is, but said (SECURITY.md)."""
+    hub = HubProcess(tmp_path)
+    hub.data_dir.mkdir(mode=0o755)
+    os.chmod(hub.data_dir, 0o755)
+    hub.start()
+    try:
+        assert "event=data_dir_not_private" in hub.log()
+        assert stat.S_IMODE(hub.data_dir.stat().st_mode) == 0o755
+        assert stat.S_IMODE((hub.data_dir / "hub.sqlite3").stat().st_mode) == 0o600
+    finally:
+        hub.kill()
+
+
 def test_existing_world_readable_database_files_are_tightened(tmp_path: Path) -> None:
     hub = HubProcess(tmp_path)
     hub.start()

@@ -664,15 +664,18 @@ class Endpoint:
         in_flight.add(topic)
         peer.snapshot_bytes += size
 
-        def sent(_: object) -> None:
+        # The frame leaves the pipeline for the connection's queue (where queued_bytes
+        # sees it) in the same step as the topic stops being in flight: a client that
+        # asks again as soon as it has the answer is never refused.
+        def sent(answer: str) -> str:
             in_flight.discard(topic)
             peer.snapshot_bytes -= size
+            return answer
 
-        hub.submit(Effects(
-            sends=[((peer,), frame)],
-            failure_sends=[((peer,), partial(encode, service, reply(
-                service, request_id, Result.INTERNAL_ERROR, "snapshot could not be sent")))],
-        )).add_done_callback(sent)
+        failed = partial(encode, service, reply(
+            service, request_id, Result.INTERNAL_ERROR, "snapshot could not be sent"))
+        hub.submit(Effects(sends=[((peer,), partial(sent, frame))],
+                           failure_sends=[((peer,), lambda: sent(failed()))]))
 
     def _change_attribute(self, peer: Peer, session: Session, body: dict[str, Any],
                           request_id: Any) -> None:

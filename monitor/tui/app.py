@@ -191,6 +191,7 @@ class MonitorApp(SupervisorActions):
         self.alerts = AlertBook()
         self.started_at = clock()
         self._unannounced: list[Alert] = []
+        self._latest: tuple[int, Alert | None] = (-1, None)
         self._announced_at: float | None = None
         self._alerts_version = -1
         self.notifier = pick_notifier(self.settings.desktop_notifications)
@@ -416,11 +417,15 @@ class MonitorApp(SupervisorActions):
 
     def latest_alert(self) -> str | None:
         """The alert fired last among those still on, in words, for the summary line (no
-        toast: one would cover the grid and cost a layout of the screen)."""
-        active = self.alerts.active.values()
-        if not active:
+        toast: one would cover the grid and cost a layout of the screen). Found again
+        only when an alert fires or clears."""
+        if self._latest[0] != self.alerts.version:
+            active = self.alerts.active.values()
+            latest = max(active, key=lambda a: a.fired) if active else None
+            self._latest = (self.alerts.version, latest)
+        alert = self._latest[1]
+        if alert is None:
             return None
-        alert = max(active, key=lambda a: a.fired)
         agent = self.model.agents.get(alert.user_id)
         name = self.model.label(agent) if agent is not None else alert.user_id
         return (f"alert {format_clock(alert.fired, self.tz)} {name}: "

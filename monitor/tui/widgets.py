@@ -183,6 +183,9 @@ class AgentGrid(Widget, can_focus=True):
         """The cursor's line in the window."""
         self._hover: int | None = None
         """The line under the mouse, while the mouse is over the grid."""
+        self._anchor: tuple[str, str] | None = None
+        """The row the operator last put the cursor on: ``("agent", userId)`` or
+        ``("group", key)``."""
         self._strips: dict[int, Strip] = {}
         self._looks: tuple[Any, ...] | None = None
         self._segments: dict[tuple[Any, ...], list[Segment]] = {}
@@ -269,18 +272,34 @@ class AgentGrid(Widget, can_focus=True):
             self.refresh()
         self._model, self._rows, self._now, self._tz = model, rows, now, tz
         self._groups, self._filtered = groups or {}, filtered
-        found: int | None = None
-        if selected is not None:
-            agent = model.agents.get(selected)
-            # the same object: compare identities, never the dataclass's fields
-            found = next((i for i, a in enumerate(rows) if a is agent), None)
-        elif group is not None:
-            found = next((i for i, g in enumerate(rows)
-                          if isinstance(g, Group) and g.key == group), None)
-        if found is not None:
-            index = found
+        # The row the operator put the cursor on comes first: a filter that hid it for a
+        # while (typing, say) does not leave the cursor elsewhere once it is cleared.
+        here = ("agent", selected) if selected is not None else \
+            ("group", group) if group is not None else None
+        for wanted in dict.fromkeys(k for k in (self._anchor, here) if k is not None):
+            found = self._index_of(model, rows, wanted)
+            if found is not None:
+                index = found
+                break
         index = max(0, min(index, len(rows) - 1))
         self._show(index - line, index)
+
+    @staticmethod
+    def _index_of(model: AgentTable, rows: Sequence[Row], wanted: tuple[str, str]
+                  ) -> int | None:
+        kind, key = wanted
+        if kind == "agent":
+            agent = model.agents.get(key)
+            # the same object: compare identities, never the dataclass's fields
+            return next((i for i, a in enumerate(rows) if a is agent), None)
+        return next((i for i, g in enumerate(rows)
+                     if isinstance(g, Group) and g.key == key), None)
+
+    def _anchor_here(self) -> None:
+        """The operator put the cursor on this row: the grid keeps to it from now on."""
+        user, group = self.selected_user, self.selected_group
+        self._anchor = ("agent", user) if user is not None else \
+            ("group", group) if group is not None else None
 
     def _show(self, top: int, cursor: int) -> None:
         """Show the window of rows starting at ``top`` (clamped), cursor on row ``cursor``;
@@ -470,8 +489,9 @@ class AgentGrid(Widget, can_focus=True):
         before = self.top
         if top == before and top <= cursor < top + len(self._lines):
             self._refresh_lines(self._place_cursor(cursor - top))
-            return
-        self._show(top, cursor)
+        else:
+            self._show(top, cursor)
+        self._anchor_here()
         if self.top != before:
             self.post_message(self.WindowMoved())
 
@@ -569,6 +589,7 @@ class AgentGrid(Widget, can_focus=True):
                 self.action_choose()
             else:
                 self._refresh_lines(self._place_cursor(line))
+                self._anchor_here()
             event.stop()
 
     def on_resize(self, event: events.Resize) -> None:

@@ -158,6 +158,22 @@ async def test_filter_with_slash_matches_name_or_state_and_escape_clears() -> No
         assert app.filter.text == ""
 
 
+async def test_a_filter_that_hid_the_cursors_agent_gives_it_back_when_cleared() -> None:
+    """Typing a filter moves the cursor onto what still shows; clearing it puts the
+    cursor back on the agent it was on, in view, not on whatever matched last."""
+    app = make_app()
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(app, pilot)
+        grid(app).move_cursor(row=row_ids(app).index("agent_5"))
+        await pilot.press("slash", *"break")
+        await settle(app, pilot)
+        assert grid(app).selected_user == "agent_2"
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert grid(app).selected_user == "agent_5"
+        assert grid(app).cursor_row == row_ids(app).index("agent_5")
+
+
 async def test_quick_filters_online_on_call_status_and_clear() -> None:
     app = make_app()
     async with app.run_test(size=WIDE) as pilot:

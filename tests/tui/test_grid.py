@@ -211,3 +211,25 @@ async def test_small_teams_look_as_before() -> None:
         await settle(app, pilot)
         assert grid(app).row_count == 6 and "rows" not in screen_text(app)
         assert NOW
+
+
+async def test_a_grouped_crowd_windows_over_agents_and_headers_alike() -> None:
+    events = crowd()
+    snapshot = events[1]
+    events[1] = Snapshot(TEAM, [*snapshot.values, *(
+        value(f"a{i:04d}", "team", f"team_{i % 4}", 600) for i in range(MANY))], seq=1,
+        epoch="e1")
+    app = make_app(events)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        table = grid(app)
+        size = table.window_size
+        assert table.selected_group == "team_0" and table.total == MANY + 4
+        assert f"by team │ {MANY} agents │ rows 1-{size} of {MANY + 4}" in screen_text(app)
+        await pilot.press("ctrl+end")
+        await pilot.pause()
+        assert table.selected_user == f"a{MANY - 1:04d}"  # the last of team_3
+        assert f"rows {MANY + 4 - size + 1}-{MANY + 4} of {MANY + 4}" in screen_text(app)
+        await pilot.press("z")  # every team folded: four header lines
+        await settle(app, pilot)
+        assert table.total == 4 and table.selected_group == "team_3"

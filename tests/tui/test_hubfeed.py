@@ -98,3 +98,19 @@ async def test_drop_reports_reconnecting_with_a_delay_then_connected(
         await next_of(events, Link, where=lambda e: e.state == CONNECTED, timeout=10)
     finally:
         await feed.close()
+
+
+def test_the_session_carries_the_tokens_role_claim_when_it_has_one() -> None:
+    import jwt
+
+    from monitor.tui.hubfeed import session_from_authen
+
+    reply = {"r": 0, "userId": "sup_1", "subscribe": ["team_a"]}
+    token = jwt.encode({"userId": "sup_1", "displayName": "Sam", "role": "supervisor"},
+                       "a secret of thirty-two bytes at least", algorithm="HS256")
+    session = session_from_authen(reply, token)
+    assert (session.user_id, session.display_name, session.role) == \
+        ("sup_1", "Sam", "supervisor")
+    plain = jwt.encode({"userId": "sup_1"}, "a secret of thirty-two bytes at least",
+                       algorithm="HS256")
+    assert session_from_authen(reply, plain).role is None

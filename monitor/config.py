@@ -7,6 +7,8 @@ the user config dir.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 import os
@@ -101,12 +103,29 @@ class ApiKey:
 
 
 @dataclass(frozen=True)
+class Webhook:
+    """A ``[[projects.webhooks]]`` endpoint (docs/webhooks.md): every logged event of the
+    project that passes the filters is POSTed to ``url``, signed with ``secret``."""
+
+    url: str
+    secret: str  # whsec_<base64>
+    attributes: tuple[str, ...] = ()  # empty: every attribute
+    topics: tuple[str, ...] = ()  # empty: changes whatever their topics
+    max_in_flight: int = 16  # requests at once to this endpoint
+    timeout_ms: int = 10000  # connect, and a whole request with its answer
+    retry_base_ms: int = 1000  # the first retry's wait (at most; full jitter)
+    retry_max_ms: int = 3_600_000  # no wait between attempts longer than this
+    retry_for_s: int = 86_400  # then the event is dead-lettered
+
+
+@dataclass(frozen=True)
 class Project:
     """A tenant: its users, topics and attributes are invisible to every other project."""
 
     id: int
     name: str
     keys: tuple[ApiKey, ...]
+    webhooks: tuple[Webhook, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -213,9 +232,10 @@ def _parse_projects(source: str, raw: object) -> tuple[Project, ...]:
         where = f"{source}: projects[{i}]"
         if not isinstance(item, dict):
             raise ConfigError(f"{where}: expected a table")
-        extra = sorted(set(item) - {"id", "name", "keys"})
+        extra = sorted(set(item) - {"id", "name", "keys", "webhooks"})
         if extra:
-            raise ConfigError(f"{where}.{_key(extra[0])}: unknown key (known: id, keys, name)")
+            raise ConfigError(f"{where}.{_key(extra[0])}: unknown key "
+                              "(known: id, keys, name, webhooks)")
         pid = item.get("id")
         if not isinstance(pid, int) or isinstance(pid, bool) or pid < 0:
             raise ConfigError(f"{where}.id: expected a non-negative integer, got {pid!r}")
@@ -245,8 +265,87 @@ def _parse_projects(source: str, raw: object) -> tuple[Project, ...]:
                 raise ConfigError(f"{kwhere}.sid: duplicate key sid {sid!r}")
             seen_sids.add(sid)
             keys.append(ApiKey(sid, secret))
-        projects.append(Project(pid, name, tuple(keys)))
+        hooks = _parse_webhooks(where, item.get("webhooks", []))
+        projects.append(Project(pid, name, tuple(keys), hooks))
     return tuple(projects)
+
+
+_WEBHOOK_INTS = {"max_in_flight": 1, "timeout_ms": 1, "retry_base_ms": 1, "retry_max_ms": 1,
+                 "retry_for_s": 0}
+WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+def webhook_secret_bytes(secret: str) -> bytes | None:
+    """The key of a ``whsec_<base64>`` secret (16 to 64 bytes), or None if it is not one."""
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        return None
+    try:
+        key = base64.b64decode(secret[len(WEBHOOK_SECRET_PREFIX):], validate=True)
+    except (ValueError, binascii.Error):
+        return None
+    return key if 16 <= len(key) <= 64 else None
+
+
+def new_webhook_secret() -> str:
+    """A fresh Standard Webhooks secret: ``whsec_`` and 32 random bytes in base64."""
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _strings(where: str, raw: object, check: re.Pattern[str] | None) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(x, str) and x for x in raw):
+        raise ConfigError(f"{where}: expected an array of non-empty strings")
+    for x in raw:
+        if check is not None and not check.fullmatch(x):
+            raise ConfigError(f"{where}: not an attribute name: {x!r}")
+    return tuple(raw)
+
+
+def _parse_webhooks(where: str, raw: object) -> tuple[Webhook, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}.webhooks: expected [[projects.webhooks]] tables")
+    out: list[Webhook] = []
+    known = {f.name for f in fields(Webhook)}
+    for j, item in enumerate(raw):
+        w = f"{where}.webhooks[{j}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{w}: expected a table")
+        extra = sorted(set(item) - known)
+        if extra:
+            raise ConfigError(f"{w}.{_key(extra[0])}: unknown key "
+                              f"(known: {', '.join(sorted(known))})")
+        url = item.get("url")
+        if not isinstance(url, str) or not re.fullmatch(r"https?://[^/?#\s@]+[^\s]*", url):
+            raise ConfigError(f"{w}.url: expected an http:// or https:// URL, got {url!r}")
+        if any(h.url == url for h in out):
+            raise ConfigError(f"{w}.url: duplicate webhook url in this project")
+        secret = item.get("secret")
+        if not isinstance(secret, str) or webhook_secret_bytes(secret) is None:
+            raise ConfigError(f"{w}.secret: expected whsec_ and 16-64 bytes in base64 "
+                              "(run `monitor webhook secret` to make one)")
+        ints = {}
+        for name, low in _WEBHOOK_INTS.items():
+            value = item.get(name, getattr(Webhook, name))
+            if not isinstance(value, int) or isinstance(value, bool) or not \
+                    low <= value <= MAX_SETTING:
+                raise ConfigError(f"{w}.{name}: expected an integer from {low}, got {value!r}")
+            ints[name] = value
+        out.append(Webhook(url, secret,
+                           _strings(f"{w}.attributes", item.get("attributes", []),
+                                    ATTRIBUTE_NAME),
+                           _strings(f"{w}.topics", item.get("topics", []), None), **ints))
+    return tuple(out)
+
+
+def check_webhooks(config: Config) -> None:
+    """Webhooks read the event log on one node: refuse what would leave them silent."""
+    if not any(p.webhooks for p in config.projects):
+        return
+    if config.hub.redis_url:
+        raise ConfigError(f"{config.source}: projects.webhooks: not supported with redis_url "
+                          "yet (several nodes); remove the webhooks or run one node")
+    if config.hub.history_retention_days <= 0:
+        raise ConfigError(f"{config.source}: projects.webhooks: need the event log "
+                          "(history_retention_days > 0)")
 
 
 def parse_config(data: Mapping[str, Any], source: str) -> Config:
@@ -374,6 +473,16 @@ name = "{name}"
 # Tokens are signed with a key's secret and name its sid as `iss`. Keep secrets secret;
 # add a second key to rotate, then remove the old one.
 keys = [{{ sid = "{sid}", secret = "{secret}" }}]
+# Webhooks (docs/webhooks.md): each logged change POSTed, signed the Standard Webhooks
+# way, at least once, in order per user. `monitor webhook secret` makes a secret.
+# [[projects.webhooks]]
+# url = "https://crm.example.com/hooks/presence"
+# secret = "whsec_..."
+# attributes = ["onlineStatus", "call", "manual_status"]   # empty: every attribute
+# topics = []                 # or only changes published to these topics
+# max_in_flight = 16          # requests at once to this endpoint
+# timeout_ms = 10000          # connect, and the whole request with its answer
+# retry_for_s = 86400         # retried with backoff this long, then dead-lettered
 """
 
 

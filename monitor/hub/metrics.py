@@ -29,6 +29,8 @@ class HubMetrics:
     handshake_failures: dict[str, int] = field(default_factory=dict)
     # (action, via, r): supervisor actions (docs/protocol.md), refused ones included
     supervisor_actions: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # (endpoint, result): webhook attempts (delivered, failed_attempt, dead_lettered)
+    webhooks: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def refused(self, via: str, r: int) -> None:
         key = (via, str(int(r)))
@@ -101,6 +103,14 @@ class _Collector:
         for (action, via, code), count in sorted(m.supervisor_actions.items()):
             actions.add_metric([action, via, code], count)
         yield actions
+        hooks = CounterMetricFamily(
+            "monitor_webhook_deliveries",
+            "Webhook events by endpoint and result (delivered, failed_attempt: an attempt "
+            "that will be retried or dead-lettered, dead_lettered)",
+            labels=["endpoint", "result"])
+        for (endpoint, result), count in sorted(m.webhooks.items()):
+            hooks.add_metric([endpoint, result], count)
+        yield hooks
         try:
             tasks = len(asyncio.all_tasks())
         except RuntimeError:  # no running loop

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from monitor.config import Config
+from monitor.config import Config, check_webhooks
 from monitor.hub.calls import EndReason
 from monitor.hub.callservice import Calls
 from monitor.hub.history import HistoryReader
@@ -28,8 +28,11 @@ from monitor.hub.metrics import HubMetrics
 from monitor.hub.pipeline import CommitPipeline
 from monitor.hub.rest import build_app, http_protocol
 from monitor.hub.rest_history import add_history_routes
+from monitor.hub.rest_webhooks import webhook_routes
 from monitor.hub.state import Coordinator, Effects, HubState, Send
 from monitor.hub.store.sqlite import SqliteStore
+from monitor.hub.store.webhooks import SqliteDeliveryStore
+from monitor.hub.webhook_delivery import WebhookDispatcher
 from monitor.hub.ws import (
     Endpoint,
     Peer,
@@ -58,6 +61,7 @@ class Hub:
     """One hub node: the :class:`~monitor.hub.port.HubPort` its edges share."""
 
     def __init__(self, config: Config) -> None:
+        check_webhooks(config)  # a hub that cannot deliver them refuses to start
         self.config = config
         self.metrics = HubMetrics()
         settings = config.hub
@@ -77,6 +81,8 @@ class Hub:
         self.store: SqliteStore | None = None
         self.cluster: ClusterNode | None = None
         self.pipeline: CommitPipeline | None = None
+        self.webhooks: WebhookDispatcher | None = None
+        self._delivery_store: SqliteDeliveryStore | None = None
         self.peers: Peers | None = None
         self.ws_server: asyncio.Server | None = None
         self.rest_server: _EmbeddedUvicorn | None = None
@@ -224,7 +230,7 @@ class Hub:
             endpoint.protocol_factory, settings.host, settings.ws_port,
             # Room for a burst of connections (a restart's reconnects) before accept runs.
             backlog=WS_BACKLOG)
-        app = build_app(self, [add_history_routes])
+        app = build_app(self, [add_history_routes, webhook_routes(self.webhooks)])
         if self.cluster is not None:
             self.cluster.install(app)
         self.rest_server = _EmbeddedUvicorn(uvicorn.Config(
@@ -237,6 +243,8 @@ class Hub:
             if self._tasks[1].done():
                 self._tasks[1].result()  # raises the reason it could not start
             await asyncio.sleep(0.01)
+        if self.webhooks is not None:
+            await self.webhooks.start()
         log.info("event=started ws=ws://%s:%d/ api=http://%s:%d data=%s users=%d projects=%d",
                  settings.host, settings.ws_port, settings.host, settings.api_port, data_dir,
                  len(self.state.users), len(self.config.projects))
@@ -270,6 +278,10 @@ class Hub:
         self.store.log.start_pruning(self.now_ms)
         self.calls = Calls(self)
         self.calls.restore(self.store.load_calls())
+        if any(p.webhooks for p in self.config.projects):
+            self._delivery_store = SqliteDeliveryStore(self.store.path)
+            self.webhooks = WebhookDispatcher(self.config.projects, self.store.log,
+                                              self._delivery_store, self.metrics)
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -303,6 +315,10 @@ class Hub:
         if self.pipeline is not None:
             await self.pipeline.drain()
             self.pipeline.close()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
+        if self._delivery_store is not None:
+            self._delivery_store.close()
         if self.cluster is not None:
             await self.cluster.stop()
         if self.store is not None:

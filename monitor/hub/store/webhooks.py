@@ -1,0 +1,146 @@
+"""The single node's webhook bookkeeping, in the hub's SQLite file: each endpoint's
+durable cursor in the event log and its dead letters (:mod:`monitor.hub.webhooks`).
+
+A connection and a thread of its own, so the event loop never waits for it; the
+commit pipeline's writer is not involved (the events themselves are the event log's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from monitor.hub.webhooks import Delivery
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS webhook_cursors (
+    project_id INTEGER NOT NULL,
+    endpoint   TEXT NOT NULL,
+    position   INTEGER NOT NULL,
+    PRIMARY KEY (project_id, endpoint)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    project_id INTEGER NOT NULL,
+    endpoint   TEXT NOT NULL,
+    position   INTEGER NOT NULL,
+    body       BLOB NOT NULL,
+    attempts   INTEGER NOT NULL,
+    error      TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    failed_ms  INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_by_status
+    ON webhook_deliveries (project_id, status, id);
+"""
+
+COLUMNS = ("id, project_id, endpoint, position, body, attempts, error, status, failed_ms, "
+           "updated_ms")
+BUSY_TIMEOUT_MS = 10_000
+
+
+class SqliteDeliveryStore:
+    """:class:`~monitor.hub.webhooks.DeliveryStore` over the hub's database file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="webhook-store")
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self._db.executescript(SCHEMA)
+        # A re-send the hub stopped in the middle of is a failed delivery again.
+        self._db.execute("UPDATE webhook_deliveries SET status = 'failed' "
+                         "WHERE status = 'retrying'")
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work,
+                                                                self._db)
+
+    async def last_position(self, project_id: int) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            row = db.execute("SELECT MAX(id) FROM events WHERE project_id = ?",
+                             (project_id,)).fetchone()
+            return int(row[0] or 0)
+        return await self._run(work)
+
+    async def cursor(self, project_id: int, endpoint: str) -> int | None:
+        def work(db: sqlite3.Connection) -> int | None:
+            row = db.execute("SELECT position FROM webhook_cursors WHERE project_id = ? "
+                             "AND endpoint = ?", (project_id, endpoint)).fetchone()
+            return None if row is None else int(row[0])
+        return await self._run(work)
+
+    async def save_cursor(self, project_id: int, endpoint: str, position: int) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO webhook_cursors (project_id, endpoint, position) "
+                       "VALUES (?, ?, ?) ON CONFLICT (project_id, endpoint) DO UPDATE SET "
+                       "position = MAX(position, excluded.position)",
+                       (project_id, endpoint, position))
+        await self._run(work)
+
+    async def dead_letter(self, project_id: int, endpoint: str, position: int, body: bytes,
+                          attempts: int, error: str, now_ms: int) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            cur = db.execute(
+                "INSERT INTO webhook_deliveries (project_id, endpoint, position, body, "
+                "attempts, error, status, failed_ms, updated_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'failed', ?, ?)",
+                (project_id, endpoint, position, body, attempts, error, now_ms, now_ms))
+            return int(cur.lastrowid or 0)
+        return await self._run(work)
+
+    @staticmethod
+    def _delivery(row: tuple[object, ...]) -> Delivery:
+        i, pid, endpoint, position, body, attempts, error, status, failed, updated = row
+        return Delivery(int(str(i)), int(str(pid)), str(endpoint), int(str(position)),
+                        bytes(body) if isinstance(body, bytes | bytearray) else
+                        str(body).encode(), int(str(attempts)), str(error), str(status),
+                        int(str(failed)), int(str(updated)))
+
+    async def deliveries(self, project_id: int, status: str | None, limit: int
+                         ) -> list[Delivery]:
+        def work(db: sqlite3.Connection) -> list[Delivery]:
+            if status is None:
+                rows = db.execute(f"SELECT {COLUMNS} FROM webhook_deliveries WHERE "
+                                  "project_id = ? ORDER BY id DESC LIMIT ?",
+                                  (project_id, limit))
+            else:
+                rows = db.execute(f"SELECT {COLUMNS} FROM webhook_deliveries WHERE "
+                                  "project_id = ? AND status = ? ORDER BY id DESC LIMIT ?",
+                                  (project_id, status, limit))
+            return [self._delivery(row) for row in rows]
+        return await self._run(work)
+
+    async def delivery(self, project_id: int, delivery_id: int) -> Delivery | None:
+        def work(db: sqlite3.Connection) -> Delivery | None:
+            row = db.execute(f"SELECT {COLUMNS} FROM webhook_deliveries WHERE id = ? "
+                             "AND project_id = ?", (delivery_id, project_id)).fetchone()
+            return None if row is None else self._delivery(row)
+        return await self._run(work)
+
+    async def set_status(self, delivery_id: int, status: str, attempts: int, error: str,
+                         now_ms: int) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE webhook_deliveries SET status = ?, attempts = ?, error = ?, "
+                       "updated_ms = ? WHERE id = ?",
+                       (status, attempts, error, now_ms, delivery_id))
+        await self._run(work)
+
+    async def dead_count(self, project_id: int, endpoint: str) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            row = db.execute("SELECT COUNT(*) FROM webhook_deliveries WHERE project_id = ? "
+                             "AND endpoint = ? AND status = 'failed'",
+                             (project_id, endpoint)).fetchone()
+            return int(row[0])
+        return await self._run(work)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self._db.close()

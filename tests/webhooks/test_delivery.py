@@ -1,0 +1,259 @@
+"""Webhooks end to end: a real hub process, a real HTTP receiver on 127.0.0.1, every
+request's signature verified with the ``standardwebhooks`` package."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.config import new_webhook_secret
+from tests.hub.wire import login
+from tests.hubproc import OTHER_PROJECT_ID, PROJECT_ID, HubProcess, free_port
+from tests.webhooks.receiver import Receiver, Request
+
+GRANTS = [("manual_status", "wh_team"), ("note", "wh_team")]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(free_port(), new_webhook_secret())
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+def hub_for(tmp: Path, receiver: Receiver, **hook: Any) -> HubProcess:
+    """A hub (not started) whose project PROJECT_ID posts to ``receiver``."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    hub = HubProcess(tmp, extra_hub="offline_grace_ms = 0")
+    lines = [f'url = "{receiver.url}"', f'secret = "{receiver.secret}"']
+    lines += [f"{k} = {v!r}".replace("'", '"') for k, v in hook.items()]
+    text = hub.config_path.read_text()
+    marker = f"\n[[projects]]\nid = {OTHER_PROJECT_ID}"
+    assert marker in text
+    hub.config_path.write_text(text.replace(
+        marker, "\n[[projects.webhooks]]\n" + "\n".join(lines) + "\n" + marker))
+    return hub
+
+
+FAST = {"retry_base_ms": 50, "retry_max_ms": 300, "timeout_ms": 2000}
+
+
+async def make_changes(hub: HubProcess, users: list[str], count: int) -> dict[str, list[str]]:
+    """Each user logs in and sets manual_status ``count`` times; the values, in order."""
+    wires = [await login(hub, hub.client_token(u, attributes=GRANTS)) for u in users]
+    values: dict[str, list[str]] = {u: [] for u in users}
+
+    async def one(user: str, wire: Any) -> None:
+        for n in range(count):
+            value = f"{user}-{n}"
+            assert (await wire.change("manual_status", value))["r"] == 0
+            values[user].append(value)
+
+    await asyncio.gather(*(one(u, w) for u, w in zip(users, wires, strict=True)))
+    for wire in wires:
+        await wire.close()
+    return values
+
+
+def statuses(receiver: Receiver) -> dict[str, list[str]]:
+    """Each user's manual_status values as accepted, in order."""
+    out: dict[str, list[str]] = {}
+    for r in receiver.accepted():
+        event = r.json()
+        if event.get("attribute") == "manual_status":
+            out.setdefault(event["userId"], []).append(event["value"])
+    return out
+
+
+def count_status(receiver: Receiver) -> int:
+    return sum(len(v) for v in statuses(receiver).values())
+
+
+async def wait_until(check: Any, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_signed_in_order_with_the_payload(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.start()
+    hub = hub_for(tmp_path, receiver, **FAST).start()
+    try:
+        users = [f"wh_{i}" for i in range(4)]
+        sent = await make_changes(hub, users, 25)
+        await wait_until(lambda: count_status(receiver) >= 100)
+        assert statuses(receiver) == sent
+        for request in receiver.accepted():
+            assert receiver.verify(request) == request.json()
+        first = next(r.json() for r in receiver.accepted()
+                     if r.json().get("attribute") == "manual_status")
+        assert first["type"] == "attribute.changed"
+        assert first["projectId"] == PROJECT_ID
+        assert first["value"] == f"{first['userId']}-0"
+        assert first["oldValue"] is None
+        assert isinstance(first["timestamp"], int)
+        assert first["topics"] == ["wh_team"]
+        online = [r.json() for r in receiver.accepted()
+                  if r.json().get("attribute") == "onlineStatus"]
+        assert {e["userId"] for e in online} == set(users)
+        with hub.rest() as rest:
+            body = rest.get("/v1/webhooks").json()
+            assert [w["state"] for w in body["webhooks"]] == ["healthy"]
+            assert body["webhooks"][0]["url"] == receiver.url
+            metrics = rest.get("/metrics").text
+            assert 'monitor_webhook_deliveries_total{endpoint="' in metrics
+        # The other project has no endpoint.
+        other = hub.rest_token(other_project=True)
+        import httpx
+        answer = httpx.get(hub.api_url + "/v1/webhooks", headers={"X-STRINGEE-AUTH": other})
+        assert answer.json() == {"webhooks": []}
+    finally:
+        hub.kill()
+
+
+async def test_a_receiver_down_then_back_gets_everything_in_order(
+        tmp_path: Path, receiver: Receiver) -> None:
+    hub = hub_for(tmp_path, receiver, **FAST).start()  # nobody listens yet
+    try:
+        users = [f"down_{i}" for i in range(3)]
+        sent = await make_changes(hub, users, 10)
+        await asyncio.sleep(1.0)
+        with hub.rest() as rest:
+            state = rest.get("/v1/webhooks").json()["webhooks"][0]
+            assert state["state"] == "retrying" and state["retryingSince"] > 0
+        await asyncio.sleep(2.0)  # down for a while: retries keep failing
+        receiver.start()
+        await wait_until(lambda: count_status(receiver) >= 30)
+        assert statuses(receiver) == sent
+        with hub.rest() as rest:
+            await wait_until(lambda: rest.get("/v1/webhooks").json()["webhooks"][0]
+                             ["state"] == "healthy", 5)
+            assert rest.get("/v1/webhooks/deliveries",
+                            params={"status": "failed"}).json() == {"deliveries": []}
+    finally:
+        hub.kill()
+
+
+async def test_500_three_times_then_200_is_delivered_once(
+        tmp_path: Path, receiver: Receiver) -> None:
+    def answer(request: Request, seen: int) -> tuple[int, dict[str, str]]:
+        flaky = request.json().get("value") == "flaky_0-0"
+        return (500, {}) if flaky and seen < 3 else (200, {})
+
+    receiver.answer = answer
+    receiver.start()
+    hub = hub_for(tmp_path, receiver, **FAST).start()
+    try:
+        await make_changes(hub, ["flaky_0"], 2)
+        await wait_until(lambda: count_status(receiver) >= 2)
+        tries = [r for r in receiver.requests if r.json().get("value") == "flaky_0-0"]
+        assert [r.status for r in tries] == [500, 500, 500, 200]
+        assert len({r.id for r in tries}) == 1
+        for r in tries:  # each attempt signed afresh
+            receiver.verify(r)
+        assert statuses(receiver) == {"flaky_0": ["flaky_0-0", "flaky_0-1"]}
+        with hub.rest() as rest:
+            metrics = rest.get("/metrics").text
+        assert 'result="failed_attempt"} 3.0' in metrics
+    finally:
+        hub.kill()
+
+
+async def test_a_429_waits_for_retry_after(tmp_path: Path, receiver: Receiver) -> None:
+    def answer(request: Request, seen: int) -> tuple[int, dict[str, str]]:
+        if request.json().get("value") == "slow_0-0" and seen == 0:
+            return 429, {"Retry-After": "1"}
+        return 200, {}
+
+    receiver.answer = answer
+    receiver.start()
+    hub = hub_for(tmp_path, receiver, **{**FAST, "retry_max_ms": 5000}).start()
+    try:
+        await make_changes(hub, ["slow_0"], 1)
+        started = time.monotonic()
+        await wait_until(lambda: count_status(receiver) >= 1)
+        tries = [r for r in receiver.requests if r.json().get("value") == "slow_0-0"]
+        assert [r.status for r in tries] == [429, 200]
+        assert time.monotonic() - started >= 0.8
+    finally:
+        hub.kill()
+
+
+async def test_a_4xx_is_dead_lettered_the_user_goes_on_and_a_retry_delivers(
+        tmp_path: Path, receiver: Receiver) -> None:
+    refuse = {"on": True}
+
+    def answer(request: Request, seen: int) -> tuple[int, dict[str, str]]:
+        bad = request.json().get("value") == "dl_0-0" and refuse["on"]
+        return (422, {}) if bad else (200, {})
+
+    receiver.answer = answer
+    receiver.start()
+    hub = hub_for(tmp_path, receiver, **FAST).start()
+    try:
+        await make_changes(hub, ["dl_0"], 3)
+        await wait_until(lambda: count_status(receiver) >= 2)
+        assert statuses(receiver) == {"dl_0": ["dl_0-1", "dl_0-2"]}
+        assert [r.status for r in receiver.requests
+                if r.json().get("value") == "dl_0-0"] == [422]  # final: not retried
+        with hub.rest() as rest:
+            failed = rest.get("/v1/webhooks/deliveries", params={"status": "failed"}).json()
+            [dead] = failed["deliveries"]
+            assert dead["attempts"] == 1 and dead["error"].startswith("HTTP 422")
+            assert rest.get("/v1/webhooks").json()["webhooks"][0]["deadLettered"] == 1
+            refuse["on"] = False
+            answer_ = rest.post(f"/v1/webhooks/deliveries/{dead['id']}/retry")
+            assert answer_.status_code == 202, answer_.text
+            await wait_until(lambda: count_status(receiver) >= 3)
+            await wait_until(lambda: rest.get("/v1/webhooks/deliveries", params={
+                "status": "delivered"}).json()["deliveries"] != [], 5)
+            assert rest.get("/v1/webhooks").json()["webhooks"][0]["deadLettered"] == 0
+            again = rest.post(f"/v1/webhooks/deliveries/{dead['id']}/retry")
+            assert again.status_code == 404
+            assert rest.post("/v1/webhooks/deliveries/999/retry").status_code == 404
+    finally:
+        hub.kill()
+
+
+async def test_kill_9_after_acknowledged_changes_delivers_all_after_restart(
+        tmp_path: Path, receiver: Receiver) -> None:
+    hub = hub_for(tmp_path, receiver, **FAST).start()  # receiver down: nothing delivered
+    try:
+        users = [f"k9_{i}" for i in range(3)]
+        sent = await make_changes(hub, users, 20)
+        hub.kill()  # acknowledged, not delivered
+        receiver.start()
+        hub.start()
+        await wait_until(lambda: count_status(receiver) >= 60)
+        assert statuses(receiver) == sent
+        for request in receiver.accepted():
+            receiver.verify(request)
+    finally:
+        hub.kill()
+
+
+async def test_a_clean_restart_sends_nothing_twice(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.start()
+    hub = hub_for(tmp_path, receiver, **FAST).start()
+    try:
+        await make_changes(hub, ["twice_0"], 5)
+        await wait_until(lambda: count_status(receiver) >= 5)
+        await asyncio.sleep(0.5)
+        hub.stop()
+        before = len(receiver.requests)
+        hub.start()
+        await make_changes(hub, ["twice_1"], 2)
+        await wait_until(lambda: count_status(receiver) >= 7)
+        ids = [r.id for r in receiver.requests]
+        assert len(ids) == len(set(ids)), "an event was sent twice"
+        assert len(receiver.requests) > before
+    finally:
+        hub.kill()

@@ -333,6 +333,39 @@ COLUMNS = [("target", "target"), ("op", "operation"), ("clients", "clients"),
            ("machine_busy_before_pct", "machine busy before %")]
 
 
+# The hub's event log in each --history case: as shipped, none, and the worst case where
+# every change of the benchmark's attribute also moves the user's checkpoint.
+HISTORY_CASES = {"on": "", "off": "\nhistory_retention_days = 0",
+                 "tracked": '\nstatus_attribute = "status"'}
+
+
+def history_summary(rows: list[dict[str, Any]]) -> str:
+    """Median acknowledged/s and µs/change of each hub case, and each against no log."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["target"].startswith("hub") and r["op"] == "CHANGE_ATTRIBUTE" and r.get("per_s"):
+            by.setdefault(r["target"], []).append(r)
+    if len(by) < 2:
+        return ""
+
+    def median(values: list[float]) -> float:
+        values = sorted(values)
+        return values[len(values) // 2]
+
+    off = by.get("hub (history off)")
+    lines = ["", "", "| hub case | runs | median acknowledged/s | median server µs/op "
+             "| vs history off |", "|---|---|---|---|---|"]
+    for label, runs in by.items():
+        rate = median([r["per_s"] for r in runs])
+        cost = median([r["server_us_per_op"] for r in runs])
+        versus = ""
+        if off and label != "hub (history off)":
+            base = median([r["per_s"] for r in off])
+            versus = f"{rate / base - 1:+.1%}"
+        lines.append(f"| {label} | {len(runs)} | {rate:,.0f} | {cost:.1f} | {versus} |")
+    return "\n".join(lines)
+
+
 def add_ratios(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         rest = r["op"].startswith("REST")
@@ -359,6 +392,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="py-spy the server during each window, stacks into DIR")
     parser.add_argument("--quiet-wait", type=float, default=30.0,
                         help="before each run, wait up to this many s for an idle machine")
+    parser.add_argument("--history", default="on",
+                        help="hub only, comma list: on (the event log, as shipped), off "
+                             "(history_retention_days = 0), tracked (status_attribute = "
+                             "the attribute changed: every change also moves a checkpoint); "
+                             "each a hub of its own, in the same run")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="hub only: run each --history case N times, interleaved")
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args(argv)
     kinds = list(targets.TARGETS) if args.target == "all" else args.target.split(",")
@@ -377,13 +417,20 @@ def main(argv: list[str] | None = None) -> int:
 
     for kind in kinds:
         if "ws" in parts:
-            with targets.Target(kind, mode="ack", hub_settings=args.hub_settings) as t:
-                try:
-                    busy = measure.wait_quiet(args.quiet_wait)
-                    show({**run_ws(kind, args, t), "machine_busy_before_pct": busy})
-                except Exception as exc:
-                    show({"target": kind, "op": "CHANGE_ATTRIBUTE", "error": repr(exc),
-                          "sample": t.log()[-300:]})
+            cases = [(h, HISTORY_CASES[h]) for h in args.history.split(",")] \
+                if kind == "hub" else [("on", "")]
+            for _ in range(args.repeat if kind == "hub" else 1):
+                for case, extra in cases:
+                    label = kind if case == "on" else f"{kind} (history {case})"
+                    with targets.Target(kind, mode="ack",
+                                        hub_settings=args.hub_settings + extra) as t:
+                        try:
+                            busy = measure.wait_quiet(args.quiet_wait)
+                            show({**run_ws(kind, args, t), "target": label,
+                                  "machine_busy_before_pct": busy})
+                        except Exception as exc:
+                            show({"target": label, "op": "CHANGE_ATTRIBUTE",
+                                  "error": repr(exc), "sample": t.log()[-300:]})
         if "rest" in parts and kind != "mosquitto":
             mode = "rest" if kind == "baseline" else "ack"
             with targets.Target(kind, mode=mode, hub_settings=args.hub_settings) as t:
@@ -398,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                         show({"target": kind, "op": f"REST {method}", "error": repr(exc),
                               "sample": t.log()[-300:]})
     add_ratios(rows)
-    text = measure.table(rows, COLUMNS)
+    text = measure.table(rows, COLUMNS) + history_summary(rows)
     print()
     print(text)
     if args.record:

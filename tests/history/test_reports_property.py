@@ -141,3 +141,25 @@ async def test_a_day_worked_out_by_hand(tmp_path: Path) -> None:
              "answeredWithinSla": 0, "avgSpeedOfAnswerMs": 0, "avgHandleMs": 0}]
     finally:
         await engine.close()
+
+
+async def test_more_status_values_than_kept_apart_add_up_under_other(
+        tmp_path: Path, redis_url: str) -> None:
+    from monitor.hub.history import MAX_STATUS_KEYS, OTHER_STATUS, AttributeEvent
+    events = [AttributeEvent(PROJECT, "a0", "onlineStatus", "online", "offline", T0)]
+    for i in range(MAX_STATUS_KEYS + 4):
+        events.append(AttributeEvent(PROJECT, "a0", "manual_status", f"s{i}", None,
+                                     T0 + 1000 * (i + 1)))
+    end = T0 + 1000 * (MAX_STATUS_KEYS + 6)
+    reports = []
+    for engine in (SqliteEngine(tmp_path / "hub.sqlite3"), await RedisEngine(redis_url).start()):
+        try:
+            await engine.apply(events)
+            reports.append(await agents_report(engine.reader, PROJECT, ["a0"], T0, end, end))
+        finally:
+            await engine.close()
+    assert reports[0] == reports[1]
+    spent = reports[0]["a0"]["statusMs"]
+    # "" (before the first status), s0..s14 apart; s15..s19 (the last until the end) not.
+    assert len(spent) == MAX_STATUS_KEYS + 1 and spent[OTHER_STATUS] == 6000
+    assert sum(spent.values()) == end - T0

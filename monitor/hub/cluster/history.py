@@ -74,7 +74,7 @@ local function cp_advance(cp, t)
     if spent[key] == nil then
       local n = 0
       for _ in pairs(spent) do n = n + 1 end
-      if n >= 32 then key = '(other)' end
+      if n >= 16 then key = '(other)' end
     end
     spent[key] = (spent[key] or 0) + dt
   end

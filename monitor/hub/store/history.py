@@ -7,7 +7,9 @@ thread, and prunes what is older than the retention, a little at a time.
 
 Tables (every one keyed by project first)::
 
-    events       (project_id, id) -> user_id, attribute, data: every event, id order
+    events       (project_id, id) -> user_id, attribute, data: every event, id order;
+                 data is the JSON array [ms, value, old value, topics, extras] (a call's:
+                 user_id and attribute '', [ms, the call])
     checkpoints  (project_id, user_id, id) -> data: a user's running totals after an event
     call_log     (project_id, started_ms, call_id) -> answered_ms, ended_ms: each call's
                  latest state, by when it was offered (the calls report)
@@ -71,8 +73,11 @@ CREATE TABLE IF NOT EXISTS call_log (
 ) WITHOUT ROWID;
 """
 
+# Few columns: each bound parameter costs the writer more than encoding one JSON array.
 INSERT_EVENT = ("INSERT INTO events (project_id, id, user_id, attribute, data) "
                 "VALUES (?, ?, ?, ?, ?)")
+EVENT_COLUMNS = "id, user_id, attribute, data"
+EventRow = tuple[int, int, str, str, str]
 INSERT_CHECKPOINT = "INSERT INTO checkpoints (project_id, user_id, id, data) VALUES (?, ?, ?, ?)"
 UPSERT_CALL = """
 INSERT INTO call_log (project_id, started_ms, call_id, answered_ms, ended_ms)
@@ -98,11 +103,25 @@ def position(ms: int) -> int:
     return ms << ID_BITS
 
 
+def event_of(user_id: str, attribute: str, data: str) -> dict[str, Any]:
+    """A logged event as :meth:`AttributeEvent.to_json` or :meth:`CallEvent.to_json`
+    made it, from its row (the columns of ``EVENT_COLUMNS`` after ``id``)."""
+    fields = from_json(data)
+    if not attribute:
+        return {"type": "call.state", "timestamp": fields[0], "call": fields[1]}
+    ts, value, old, topics, extra = fields
+    out = {"type": "attribute.changed", "userId": user_id, "attribute": attribute,
+           "value": value, "oldValue": old, "timestamp": ts, "topics": topics}
+    if extra:
+        out.update((k, v) for k, v in extra.items() if k not in out)
+    return out
+
+
 @dataclass
 class Staged:
     """A batch's rows, and what memory becomes once they are committed."""
 
-    events: list[tuple[int, int, str, str, str]] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
     checkpoints: list[tuple[int, str, int, str]] = field(default_factory=list)
     calls: list[tuple[int, int, str, int | None, int | None]] = field(default_factory=list)
     last: dict[int, int] = field(default_factory=dict)
@@ -155,27 +174,32 @@ class EventLog:
                 row = self._db.execute("SELECT MAX(id) FROM events WHERE project_id = ?",
                                        (project_id,)).fetchone()
                 last = self._last[project_id] = row[0] or 0
-        staged.last[project_id] = new = max(last + 1, ms << ID_BITS)
+        new = ms << ID_BITS
+        if new <= last:
+            new = last + 1
+        staged.last[project_id] = new
         return new
 
     def stage(self, events: Iterable[AttributeEvent | CallEvent]) -> Staged:
         """The rows of ``events`` and the checkpoints they move (memory untouched)."""
         staged = Staged()
         status = self.status_attribute
+        rows = staged.events
         for event in events:
             pid = event.project_id
             event_id = self._next_id(staged, pid, event.timestamp)
-            data = to_json(event.to_json())
             if isinstance(event, AttributeEvent):
                 uid = event.user_id
-                staged.events.append((pid, event_id, uid, event.attribute, data))
+                rows.append((pid, event_id, uid, event.attribute, to_json(
+                    [event.timestamp, event.value, event.old_value, event.topics,
+                     event.extra])))
                 if tracked(event.attribute, status):
                     cp = after_attribute(self._checkpoint(staged, pid, uid), event, status)
                     staged.ledger[(pid, uid)] = cp
                     staged.checkpoints.append((pid, uid, event_id, cp.to_text()))
                 continue
             call = event.call
-            staged.events.append((pid, event_id, "", "", data))
+            rows.append((pid, event_id, "", "", to_json([event.timestamp, call])))
             staged.calls.append((pid, int(call["startedAt"]), str(call["callId"]),
                                  call.get("answeredAt"), call.get("endedAt")))
             callee = call.get("to")
@@ -243,7 +267,7 @@ class EventLog:
             if attribute is not None and tracked(attribute, self.status_attribute):
                 # A tracked attribute: straight to the user's checkpoints, then each event.
                 rows = db.execute(
-                    "SELECT e.id, e.data FROM checkpoints c JOIN events e "
+                    "SELECT e.id, e.user_id, e.attribute, e.data FROM checkpoints c JOIN events e "
                     "ON e.project_id = c.project_id AND e.id = c.id "
                     "WHERE c.project_id = ? AND c.user_id = ? AND c.id >= ? AND c.id < ? "
                     "AND e.user_id = ? AND e.attribute = ? ORDER BY c.id LIMIT ?",
@@ -251,18 +275,18 @@ class EventLog:
                      limit + 1)).fetchall()
             elif attribute is not None:
                 rows = db.execute(
-                    "SELECT id, data FROM events WHERE project_id = ? AND id >= ? AND id < ? "
-                    "AND user_id = ? AND attribute = ? ORDER BY id LIMIT ?",
+                    f"SELECT {EVENT_COLUMNS} FROM events WHERE project_id = ? AND id >= ? "
+                    "AND id < ? AND user_id = ? AND attribute = ? ORDER BY id LIMIT ?",
                     (project_id, first, position(end), user_id, attribute, limit + 1)
                 ).fetchall()
             else:
                 rows = db.execute(
-                    "SELECT id, data FROM events WHERE project_id = ? AND id >= ? AND id < ? "
-                    "AND user_id = ? ORDER BY id LIMIT ?",
+                    f"SELECT {EVENT_COLUMNS} FROM events WHERE project_id = ? AND id >= ? "
+                    "AND id < ? AND user_id = ? ORDER BY id LIMIT ?",
                     (project_id, first, position(end), user_id, limit + 1)).fetchall()
             more = len(rows) > limit
             rows = rows[:limit]
-            return HistoryPage([history_entry(from_json(data)) for _, data in rows],
+            return HistoryPage([history_entry(event_of(*row[1:])) for row in rows],
                                str(rows[-1][0]) if more else None)
 
         return await self._read(work)
@@ -295,8 +319,8 @@ class EventLog:
                            ) -> list[tuple[int, dict[str, Any]]]:
         """Events after position ``after``, in log order (an outbox reads from here)."""
         def work(db: sqlite3.Connection) -> list[tuple[int, dict[str, Any]]]:
-            return [(event_id, from_json(data)) for event_id, data in db.execute(
-                "SELECT id, data FROM events WHERE project_id = ? AND id > ? "
+            return [(row[0], event_of(*row[1:])) for row in db.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE project_id = ? AND id > ? "
                 "ORDER BY id LIMIT ?", (project_id, after, limit))]
 
         return await self._read(work)

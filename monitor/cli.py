@@ -15,6 +15,7 @@ from monitor.config import (
     CONFIG_FILE_NAME,
     ConfigError,
     HubSettings,
+    new_webhook_secret,
     user_config_dir,
     write_initial_config,
 )
@@ -138,10 +139,18 @@ def cmd_config_show(args: argparse.Namespace) -> int:
         "source": config.source,
         "hub": {f.name: getattr(config.hub, f.name) for f in fields(HubSettings)},
         "projects": [{"id": p.id, "name": p.name,
-                      "keys": [{"sid": k.sid, "secret": k.secret[:4] + "…"} for k in p.keys]}
+                      "keys": [{"sid": k.sid, "secret": k.secret[:4] + "…"} for k in p.keys],
+                      "webhooks": [{"url": w.url, "secret": w.secret[:10] + "…"}
+                                   for w in p.webhooks]}
                      for p in config.projects],
     }
     print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_webhook_secret(args: argparse.Namespace) -> int:
+    """Print a new Standard Webhooks secret for a [[projects.webhooks]] table."""
+    print(new_webhook_secret())
     return 0
 
 
@@ -193,6 +202,14 @@ def _add_config_commands(sub: Any) -> None:
     show.set_defaults(handler=cmd_config_show)
 
 
+def _add_webhook_commands(sub: Any) -> None:
+    webhook = sub.add_parser("webhook", help="webhooks (docs/webhooks.md)")
+    wsub = webhook.add_subparsers(dest="webhook_command", required=True, metavar="ACTION")
+    secret = wsub.add_parser("secret", help="print a new webhook secret (whsec_...) for "
+                                            "a [[projects.webhooks]] table")
+    secret.set_defaults(handler=cmd_webhook_secret)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``monitor`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -202,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_token_commands(sub)
     _add_config_commands(sub)
+    _add_webhook_commands(sub)
     add_hub_command(sub)
     add_tui_command(sub)
     add_demo_command(sub)

@@ -42,6 +42,8 @@ class Receiver:
         self.secret = secret
         self.requests: list[Request] = []
         self.answer: Answer = ok
+        self.delay_s = 0.0  # before answering
+        self.huge_body = False  # answer with a body of 100 MB
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -65,9 +67,17 @@ class Receiver:
                     receiver.requests.append(request)
                     status, extra = receiver.answer(request, seen)
                     request.status = status
+                time.sleep(receiver.delay_s)
                 self.send_response(status)
                 for k, v in extra.items():
                     self.send_header(k, v)
+                if receiver.huge_body:
+                    self.send_header("content-length", str(100 * 2**20))
+                    self.end_headers()
+                    chunk = b"x" * 65536
+                    for _ in range(1600):
+                        self.wfile.write(chunk)  # until the hub hangs up
+                    return
                 self.send_header("content-length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")

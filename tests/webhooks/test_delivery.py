@@ -28,17 +28,21 @@ def receiver() -> Iterator[Receiver]:
         r.stop()
 
 
-def hub_for(tmp: Path, receiver: Receiver, **hook: Any) -> HubProcess:
-    """A hub (not started) whose project PROJECT_ID posts to ``receiver``."""
+def hub_for(tmp: Path, receiver: Receiver, *more: tuple[Receiver, dict[str, Any]],
+            **hook: Any) -> HubProcess:
+    """A hub (not started) whose project PROJECT_ID posts to ``receiver`` (and to each
+    of ``more`` with its own settings)."""
     tmp.mkdir(parents=True, exist_ok=True)
     hub = HubProcess(tmp, extra_hub="offline_grace_ms = 0")
-    lines = [f'url = "{receiver.url}"', f'secret = "{receiver.secret}"']
-    lines += [f"{k} = {v!r}".replace("'", '"') for k, v in hook.items()]
+    tables = ""
+    for r, settings in ((receiver, hook), *more):
+        lines = [f'url = "{r.url}"', f'secret = "{r.secret}"']
+        lines += [f"{k} = {v!r}".replace("'", '"') for k, v in settings.items()]
+        tables += "\n[[projects.webhooks]]\n" + "\n".join(lines) + "\n"
     text = hub.config_path.read_text()
     marker = f"\n[[projects]]\nid = {OTHER_PROJECT_ID}"
     assert marker in text
-    hub.config_path.write_text(text.replace(
-        marker, "\n[[projects.webhooks]]\n" + "\n".join(lines) + "\n" + marker))
+    hub.config_path.write_text(text.replace(marker, tables + marker))
     return hub
 
 
@@ -255,5 +259,93 @@ async def test_a_clean_restart_sends_nothing_twice(tmp_path: Path, receiver: Rec
         ids = [r.id for r in receiver.requests]
         assert len(ids) == len(set(ids)), "an event was sent twice"
         assert len(receiver.requests) > before
+    finally:
+        hub.kill()
+
+
+@pytest.fixture
+def other_receiver() -> Iterator[Receiver]:
+    r = Receiver(free_port(), new_webhook_secret())
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+async def test_a_slow_receiver_holds_up_no_other_endpoint(
+        tmp_path: Path, receiver: Receiver, other_receiver: Receiver) -> None:
+    receiver.delay_s = 3.0  # answers after the endpoint's timeout
+    receiver.start()
+    other_receiver.start()
+    hub = hub_for(tmp_path, receiver, (other_receiver, FAST),
+                  **{**FAST, "timeout_ms": 300}).start()
+    try:
+        started = time.monotonic()
+        sent = await make_changes(hub, ["slow_a", "slow_b"], 10)
+        await wait_until(lambda: count_status(other_receiver) >= 20, 10)
+        assert time.monotonic() - started < 8
+        assert statuses(other_receiver) == sent
+        with hub.rest() as rest:
+            states = {w["url"]: w["state"] for w in rest.get("/v1/webhooks").json()["webhooks"]}
+            assert states == {receiver.url: "retrying", other_receiver.url: "healthy"}
+            assert rest.get("/healthz").status_code == 200
+    finally:
+        hub.kill()
+
+
+async def test_a_redirect_is_not_followed(tmp_path: Path, receiver: Receiver,
+                                          other_receiver: Receiver) -> None:
+    def answer(_: Request, __: int) -> tuple[int, dict[str, str]]:
+        return 307, {"Location": other_receiver.url}
+
+    receiver.answer = answer
+    receiver.start()
+    other_receiver.start()
+    hub = hub_for(tmp_path, receiver, **FAST).start()
+    try:
+        await make_changes(hub, ["redir_0"], 1)
+        await wait_until(lambda: len(receiver.requests) >= 3)
+        assert other_receiver.requests == []
+        with hub.rest() as rest:
+            assert rest.get("/v1/webhooks").json()["webhooks"][0]["state"] == "retrying"
+    finally:
+        hub.kill()
+
+
+async def test_a_huge_answer_is_not_read(tmp_path: Path, receiver: Receiver) -> None:
+    receiver.huge_body = True
+    receiver.start()
+    hub = hub_for(tmp_path, receiver, **FAST).start()
+    try:
+        await make_changes(hub, ["huge_0"], 5)
+        await wait_until(lambda: count_status(receiver) >= 5, 10)
+        assert statuses(receiver) == {"huge_0": [f"huge_0-{n}" for n in range(5)]}
+        with hub.rest() as rest:
+            assert rest.get("/v1/webhooks").json()["webhooks"][0]["state"] == "healthy"
+    finally:
+        hub.kill()
+
+
+async def test_call_transitions_are_sent_with_both_parties(
+        tmp_path: Path, receiver: Receiver) -> None:
+    receiver.start()
+    hub = hub_for(tmp_path, receiver, **FAST).start()
+    try:
+        await make_changes(hub, ["callee_0"], 1)
+        with hub.rest() as rest:
+            for status in ("Ringing", "Answered", "Ended"):
+                answer = rest.put("/v1/calls/c-1", json={"from": "+8490", "to": "callee_0",
+                                                         "status": status})
+                assert answer.status_code == 200, answer.text
+
+        def calls() -> list[dict[str, Any]]:
+            return [r.json() for r in receiver.accepted() if r.json()["type"] == "call.state"]
+
+        await wait_until(lambda: len(calls()) >= 3)
+        assert [c["call"]["status"] for c in calls()] == ["Ringing", "Answered", "Ended"]
+        ended = calls()[-1]
+        assert ended["projectId"] == PROJECT_ID
+        assert ended["call"]["from"] == "+8490" and ended["call"]["to"] == "callee_0"
+        assert ended["call"]["direction"] == "external" and ended["call"]["endReason"]
     finally:
         hub.kill()

@@ -170,3 +170,28 @@ def test_a_hub_on_redis_with_webhooks_refuses_to_start(tmp_path: Path) -> None:
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "not supported with redis_url" in lines[0], done.stderr
+
+
+def test_monitor_webhook_secret_prints_a_secret_the_config_takes(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from monitor.cli import main
+    assert main(["webhook", "secret"]) == 0
+    secret = capsys.readouterr().out.strip()
+    assert webhook_secret_bytes(secret) is not None and len(webhook_secret_bytes(secret)
+                                                            or b"") == 32
+
+
+def test_the_templates_example_uncommented_is_a_valid_webhook(tmp_path: Path) -> None:
+    from monitor.config import TEMPLATE, write_initial_config
+    assert "# [[projects.webhooks]]" in TEMPLATE
+    path = tmp_path / "hub.toml"
+    write_initial_config(path)
+    lines = path.read_text().split("\n")
+    start = lines.index("# [[projects.webhooks]]")
+    example = [line[2:] for line in lines[start:] if line.startswith("# ")]
+    text = "\n".join(lines[:start] + example).replace("whsec_...", new_webhook_secret())
+    path.write_text(text)
+    [hook] = load_config(str(path), environ={}).projects[0].webhooks
+    assert hook.url == "https://crm.example.com/hooks/presence"
+    assert hook.attributes == ("onlineStatus", "call", "manual_status")
+    assert hook.retry_for_s == 86_400

@@ -337,12 +337,9 @@ def _parse_webhooks(where: str, raw: object) -> tuple[Webhook, ...]:
 
 
 def check_webhooks(config: Config) -> None:
-    """Webhooks read the event log on one node: refuse what would leave them silent."""
+    """Webhooks read the event log: refuse a hub that would leave them silent."""
     if not any(p.webhooks for p in config.projects):
         return
-    if config.hub.redis_url:
-        raise ConfigError(f"{config.source}: projects.webhooks: not supported with redis_url "
-                          "yet (several nodes); remove the webhooks or run one node")
     if config.hub.history_retention_days <= 0:
         raise ConfigError(f"{config.source}: projects.webhooks: need the event log "
                           "(history_retention_days > 0)")

@@ -25,6 +25,7 @@ class EndpointBody(BaseModel):
     pending: int
     delivered: int
     deadLettered: int
+    sending: bool
 
 
 class EndpointList(BaseModel):
@@ -56,8 +57,9 @@ def webhook_routes(dispatcher: WebhookDispatcher | None) -> RouteInstaller:
         @app.get("/v1/webhooks", response_model=EndpointList, responses=ERRORS)
         async def list_webhooks(project_id: Project) -> dict[str, Any]:
             """The project's endpoints: healthy, or retrying since when; events pending,
-            delivered since the start, dead-lettered."""
-            found = dispatcher.project_endpoints(project_id) if dispatcher else []
+            delivered since the start, dead-lettered; whether this node sends for it
+            (on a hub of many, one node does, and knows its state)."""
+            found = await dispatcher.project_endpoints(project_id) if dispatcher else []
             return {"webhooks": found}
 
         @app.get("/v1/webhooks/deliveries", response_model=DeliveryList, responses=ERRORS)

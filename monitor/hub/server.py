@@ -222,6 +222,12 @@ class Hub:
             await self.cluster.load()
             self.pipeline = CommitPipeline(self.cluster.writer, self.peers.emit)
             await self.cluster.join()
+            if any(p.webhooks for p in self.config.projects):
+                from monitor.hub.cluster.webhooks import RedisDeliveryStore, RedisOutbox
+                store = RedisDeliveryStore(self.cluster.store.redis, self.cluster.node_id)
+                self.webhooks = WebhookDispatcher(
+                    self.config.projects, RedisOutbox(self.cluster.history), store,
+                    self.metrics, lease=store, lease_ms=settings.node_lease_ms)
         else:
             self._open_sqlite(data_dir)
         assert self.peers is not None

@@ -30,6 +30,7 @@ from monitor.hub.webhooks import (
     Delivery,
     DeliveryStore,
     Lanes,
+    Lease,
     Outbox,
     Outcome,
     endpoint_id,
@@ -48,7 +49,6 @@ log = logging.getLogger("monitor.hub")
 WINDOW = 10_000  # events of one endpoint read and not yet done
 PAGE = 1000  # events read from the log at once
 POLL_S = 0.05  # how often an idle endpoint looks for new events
-SAVE_EVERY_S = 0.2  # a moved cursor is saved at most this often
 CONNECT_TIMEOUT_S = 5.0
 MAX_ANSWER_BYTES = 1024  # read of an answer's body (the rest is dropped)
 MAX_ERROR_CHARS = 300
@@ -77,6 +77,16 @@ class Endpoint:
     delivered: int = 0
     dead: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    sending: bool = False  # this node sends for the endpoint (holds its lease)
+    valid_until: float = float("inf")  # monotonic: the lease surely held until then
+    generation: int = 0  # deliveries of an earlier turn of sending are dropped
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def reset(self) -> None:
+        self.window.clear()
+        self.bodies.clear()
+        self.lanes = Lanes()
+        self.failing.clear()
 
     def state(self) -> dict[str, Any]:
         since = min(self.failing.values()) if self.failing else None
@@ -90,9 +100,11 @@ class WebhookDispatcher:
     """Every endpoint of every project, delivering from ``outbox``."""
 
     def __init__(self, projects: Sequence[Project], outbox: Outbox, store: DeliveryStore,
-                 metrics: HubMetrics) -> None:
+                 metrics: HubMetrics, lease: Lease | None = None, lease_ms: int = 0) -> None:
         self._outbox = outbox
         self._store = store
+        self._lease = lease
+        self._lease_ms = lease_ms
         self._metrics = metrics
         self._random = random.SystemRandom()
         self.endpoints: dict[str, Endpoint] = {}
@@ -115,18 +127,76 @@ class WebhookDispatcher:
 
     async def start(self) -> None:
         for ep in self.endpoints.values():
-            cursor = await self._store.cursor(ep.project_id, ep.id)
-            if cursor is None:  # a new endpoint: from now on, not the whole history
-                cursor = await self._store.last_position(ep.project_id)
-                await self._store.save_cursor(ep.project_id, ep.id, cursor)
-            ep.cursor = ep.read = ep.saved = cursor
-            ep.dead = await self._store.dead_count(ep.project_id, ep.id)
-            log.info("event=webhook_started endpoint=%s project=%d cursor=%d", ep.id,
-                     ep.project_id, cursor)
+            if self._lease is None:
+                await self._begin(ep)
             self._runners.append(asyncio.create_task(self._run(ep)))
 
+    async def _begin(self, ep: Endpoint) -> None:
+        """Start sending for ``ep`` from its saved cursor."""
+        cursor = await self._store.cursor(ep.project_id, ep.id)
+        if cursor is None:  # a new endpoint: from now on, not the whole history
+            cursor = await self._store.last_position(ep.project_id)
+            await self._store.save_cursor(ep.project_id, ep.id, cursor)
+        ep.reset()
+        ep.generation += 1
+        ep.cursor = ep.read = ep.saved = cursor
+        ep.dead = await self._store.dead_count(ep.project_id, ep.id)
+        ep.sending = True
+        log.info("event=webhook_sending endpoint=%s project=%d cursor=%d", ep.id,
+                 ep.project_id, cursor)
+
+    def _halt(self, ep: Endpoint) -> None:
+        """Stop sending for ``ep`` (its lease is lost): what was not done is another's."""
+        ep.sending = False
+        ep.generation += 1
+        for task in list(ep.tasks):
+            task.cancel()
+        ep.reset()
+        log.warning("event=webhook_lease_lost endpoint=%s project=%d", ep.id, ep.project_id)
+
     async def _run(self, ep: Endpoint) -> None:
+        if self._lease is None:
+            await self._send(ep)
+            return
+        lease, lease_ms = self._lease, self._lease_ms
         while not self._stopping:
+            asked = time.monotonic()
+            try:
+                got = await lease.acquire(ep.project_id, ep.id, lease_ms)
+            except Exception as exc:
+                log.warning("event=webhook_lease_failed endpoint=%s error=%s", ep.id,
+                            log_field(str(exc)))
+                got = False
+            if got:
+                ep.valid_until = asked + lease_ms * 2 / 3000
+                try:
+                    await self._begin(ep)
+                    await self._send(ep)
+                except Exception as exc:
+                    log.warning("event=webhook_sending_failed endpoint=%s error=%s", ep.id,
+                                log_field(str(exc)))
+                if not self._stopping:
+                    self._halt(ep)
+            await asyncio.sleep(lease_ms / 3000)
+
+    async def _renew(self, ep: Endpoint) -> bool:
+        """Whether this node still sends for ``ep`` (renewing its lease when due)."""
+        if self._lease is None:
+            return True
+        lease_ms = self._lease_ms
+        if ep.valid_until - time.monotonic() < lease_ms / 3000:
+            asked = time.monotonic()
+            try:
+                if not await self._lease.renew(ep.project_id, ep.id, lease_ms):
+                    return False
+                ep.valid_until = asked + lease_ms * 2 / 3000
+            except Exception as exc:
+                log.warning("event=webhook_lease_failed endpoint=%s error=%s", ep.id,
+                            log_field(str(exc)))
+        return time.monotonic() < ep.valid_until
+
+    async def _send(self, ep: Endpoint) -> None:
+        while not self._stopping and await self._renew(ep):
             room = WINDOW - len(ep.window)
             got = 0
             if room > 0:
@@ -158,9 +228,9 @@ class WebhookDispatcher:
             self._go(ep, position)
 
     def _go(self, ep: Endpoint, position: int) -> None:
-        task = asyncio.create_task(self._deliver(ep, position))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task = asyncio.create_task(self._deliver(ep, position, ep.generation))
+        ep.tasks.add(task)
+        task.add_done_callback(ep.tasks.discard)
 
     def _done(self, ep: Endpoint, position: int) -> None:
         ep.window[position] = True
@@ -192,28 +262,38 @@ class WebhookDispatcher:
                 return
             ep.saved = cursor
 
-    async def _deliver(self, ep: Endpoint, position: int) -> None:
+    def _current(self, ep: Endpoint, generation: int) -> bool:
+        """Whether a delivery of ``generation`` may still act for ``ep``."""
+        return not self._stopping and ep.generation == generation and \
+            time.monotonic() < ep.valid_until
+
+    async def _deliver(self, ep: Endpoint, position: int, generation: int) -> None:
         body = ep.bodies[position]
         try:
-            ok, attempts, error = await self._attempts(ep, position, body)
-            if not ok and not self._stopping:
+            ok, attempts, error = await self._attempts(ep, position, body, generation)
+            if not self._current(ep, generation):
+                return  # stopping, or the lease lost: not done, sent again
+            if not ok:
                 await self._dead_letter(ep, position, body, attempts, error)
         except asyncio.CancelledError:
             return  # stopping: not done, sent again after the restart
         except Exception:
             log.exception("event=webhook_delivery_crashed endpoint=%s", ep.id)
             return
-        if not self._stopping:
+        if ep.generation == generation and not self._stopping:
             self._done(ep, position)
 
-    async def _attempts(self, ep: Endpoint, position: int, body: bytes
-                        ) -> tuple[bool, int, str]:
-        """Attempt until delivered, final, or out of retries; (delivered, attempts, error)."""
+    async def _attempts(self, ep: Endpoint, position: int, body: bytes,
+                        generation: int | None = None) -> tuple[bool, int, str]:
+        """Attempt until delivered, final, or out of retries; (delivered, attempts, error).
+        A delivery of ``generation`` stops once it may no longer act for ``ep``."""
         hook = ep.hook
         msg_id = message_id(ep.project_id, position)
         first_failure: float | None = None
         attempt = 0
         while True:
+            if generation is not None and not self._current(ep, generation):
+                return False, attempt, "stopped sending"
             attempt += 1
             outcome, error, wait_hint = await self._post(ep, msg_id, body)
             if outcome == "delivered":
@@ -274,9 +354,15 @@ class WebhookDispatcher:
 
     # -- what REST asks ----------------------------------------------------------------
 
-    def project_endpoints(self, project_id: int) -> list[dict[str, Any]]:
-        return [dict(ep.state(), deadLettered=ep.dead) for ep in self.endpoints.values()
-                if ep.project_id == project_id]
+    async def project_endpoints(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's endpoints as this node sees them (on a hub of many, the node
+        sending for an endpoint knows whether it is retrying)."""
+        out = []
+        for ep in self.endpoints.values():
+            if ep.project_id == project_id:
+                dead = await self._store.dead_count(project_id, ep.id)
+                out.append(dict(ep.state(), deadLettered=dead, sending=ep.sending))
+        return out
 
     async def deliveries(self, project_id: int, status: str | None, limit: int
                          ) -> list[Delivery]:
@@ -290,7 +376,8 @@ class WebhookDispatcher:
         if found is None or ep is None or found.status != "failed":
             return None
         now = _now_ms()
-        await self._store.set_status(found.id, "retrying", found.attempts, found.error, now)
+        await self._store.set_status(project_id, found.id, "retrying", found.attempts,
+                                     found.error, now)
         ep.dead -= 1
 
         async def resend() -> None:
@@ -298,7 +385,8 @@ class WebhookDispatcher:
             ep.failing.pop(found.position, None)
             if not ok:
                 ep.dead += 1
-            await self._store.set_status(found.id, "delivered" if ok else "failed",
+            await self._store.set_status(project_id, found.id,
+                                         "delivered" if ok else "failed",
                                          found.attempts + attempts, error, _now_ms())
 
         task = asyncio.create_task(resend())
@@ -311,9 +399,15 @@ class WebhookDispatcher:
     async def stop(self) -> None:
         """Stop sending; save each cursor (events not yet done are sent after a restart)."""
         self._stopping = True
-        for task in [*self._runners, *self._tasks]:
+        tasks = [*self._runners, *self._tasks,
+                 *(t for ep in self.endpoints.values() for t in ep.tasks)]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._runners, *self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for ep in self.endpoints.values():
-            await self._save(ep)
+            if ep.sending:
+                await self._save(ep)
+                if self._lease is not None:
+                    with contextlib.suppress(Exception):
+                        await self._lease.release(ep.project_id, ep.id)
             await ep.client.aclose()

@@ -152,24 +152,24 @@ def test_webhooks_refused_where_they_would_stay_silent() -> None:
     hook = Webhook("http://h/x", new_webhook_secret())
     projects = (Project(1, "p", (), (hook,)),)
     check_webhooks(Config(HubSettings(), projects))
-    with pytest.raises(ConfigError, match="not supported with redis_url"):
-        check_webhooks(Config(HubSettings(redis_url="redis://x"), projects))
+    check_webhooks(Config(HubSettings(redis_url="redis://x"), projects))
     with pytest.raises(ConfigError, match="history_retention_days"):
         check_webhooks(Config(HubSettings(history_retention_days=0), projects))
-    check_webhooks(Config(HubSettings(redis_url="redis://x"), (Project(1, "p", ()),)))
+    check_webhooks(Config(HubSettings(history_retention_days=0), (Project(1, "p", ()),)))
 
 
-def test_a_hub_on_redis_with_webhooks_refuses_to_start(tmp_path: Path) -> None:
+def test_a_hub_without_an_event_log_and_with_webhooks_refuses_to_start(
+        tmp_path: Path) -> None:
     import subprocess
     import sys
     path = tmp_path / "hub.toml"
-    path.write_text(f'[hub]\nredis_url = "redis://127.0.0.1:1/0"\ndata_dir = "{tmp_path}"\n'
+    path.write_text(f'[hub]\nhistory_retention_days = 0\ndata_dir = "{tmp_path}"\n'
                     f"[[projects]]\nid = 1\n[[projects.webhooks]]\n{GOOD}\n")
     done = subprocess.run([sys.executable, "-m", "monitor", "hub", "--config", str(path)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "not supported with redis_url" in lines[0], done.stderr
+    assert len(lines) == 1 and "history_retention_days > 0" in lines[0], done.stderr
 
 
 def test_monitor_webhook_secret_prints_a_secret_the_config_takes(

@@ -125,8 +125,8 @@ class SqliteDeliveryStore:
             return None if row is None else self._delivery(row)
         return await self._run(work)
 
-    async def set_status(self, delivery_id: int, status: str, attempts: int, error: str,
-                         now_ms: int) -> None:
+    async def set_status(self, project_id: int, delivery_id: int, status: str,
+                         attempts: int, error: str, now_ms: int) -> None:
         def work(db: sqlite3.Connection) -> None:
             db.execute("UPDATE webhook_deliveries SET status = ?, attempts = ?, error = ?, "
                        "updated_ms = ? WHERE id = ?",

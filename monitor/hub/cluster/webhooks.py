@@ -1,0 +1,142 @@
+"""Webhooks on a hub of many nodes: the project's event log stream is the outbox, each
+endpoint's cursor and dead letters live in Redis, and a lease per endpoint makes one
+live node its only sender (:mod:`monitor.hub.webhook_delivery`).
+
+Keys under the project's prefix ``hub:{P}:``::
+
+    whc         hash endpoint -> cursor (the position of the last event done)
+    whl:ENDP    the endpoint's lease: the sending node's id, expiring after the lease
+    whd         hash delivery id -> the dead letter (JSON); ``whdn`` its id counter
+
+A node renews the leases it holds every third of ``node_lease_ms`` and stops sending
+for an endpoint before its lease can have expired; a node that dies stops renewing, and
+another takes the endpoint over within ``node_lease_ms × 4/3``, from the saved cursor
+(the events the dead node sent after its last save are sent again).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from monitor.hub.cluster.history import RedisHistory, prefix
+from monitor.hub.webhooks import Delivery
+
+SEQ_BITS = 20  # a stream entry's sequence within its millisecond, in a position
+
+# Move the cursor forward only: a node that lost the lease cannot move it back.
+SAVE_CURSOR = """
+local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+if tonumber(ARGV[2]) > old then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+"""
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def position_of(entry_id: str) -> int:
+    ms, _, seq = entry_id.partition("-")
+    return (int(ms) << SEQ_BITS) | int(seq or 0)
+
+
+def entry_of(position: int) -> str:
+    return f"{position >> SEQ_BITS}-{position & ((1 << SEQ_BITS) - 1)}"
+
+
+class RedisOutbox:
+    """The project's log stream, with positions as integers."""
+
+    def __init__(self, history: RedisHistory) -> None:
+        self._history = history
+
+    async def events_after(self, project_id: int, after: int, limit: int
+                           ) -> list[tuple[int, dict[str, Any]]]:
+        rows = await self._history.events_after(project_id, entry_of(after), limit)
+        return [(position_of(entry_id), event) for entry_id, event in rows]
+
+
+class RedisDeliveryStore:
+    """Cursors, dead letters and leases of the endpoints, in Redis."""
+
+    def __init__(self, redis: Redis, node_id: str) -> None:
+        self.redis = redis
+        self.node_id = node_id
+
+    async def last_position(self, project_id: int) -> int:
+        rows = cast("list[tuple[str, Any]]",
+                    await self.redis.xrevrange(prefix(project_id) + "hist", count=1))
+        return position_of(rows[0][0]) if rows else 0
+
+    async def cursor(self, project_id: int, endpoint: str) -> int | None:
+        text = await self.redis.hget(prefix(project_id) + "whc", endpoint)
+        return None if text is None else int(text)
+
+    async def save_cursor(self, project_id: int, endpoint: str, position: int) -> None:
+        await self.redis.eval(SAVE_CURSOR, 1, prefix(project_id) + "whc", endpoint,
+                              str(position))
+
+    async def dead_letter(self, project_id: int, endpoint: str, position: int, body: bytes,
+                          attempts: int, error: str, now_ms: int) -> int:
+        p = prefix(project_id)
+        delivery_id = int(await self.redis.incr(p + "whdn"))
+        await self.redis.hset(p + "whd", str(delivery_id), json.dumps(
+            [endpoint, position, body.decode(), attempts, error, "failed", now_ms, now_ms]))
+        return delivery_id
+
+    @staticmethod
+    def _delivery(project_id: int, delivery_id: str, text: str) -> Delivery:
+        endpoint, position, body, attempts, error, status, failed, updated = json.loads(text)
+        return Delivery(int(delivery_id), project_id, endpoint, int(position), body.encode(),
+                        int(attempts), error, status, int(failed), int(updated))
+
+    async def _all(self, project_id: int) -> list[Delivery]:
+        found = cast("dict[str, str]", await self.redis.hgetall(prefix(project_id) + "whd"))
+        return sorted((self._delivery(project_id, k, v) for k, v in found.items()),
+                      key=lambda d: -d.id)
+
+    async def deliveries(self, project_id: int, status: str | None, limit: int
+                         ) -> list[Delivery]:
+        return [d for d in await self._all(project_id)
+                if status is None or d.status == status][:limit]
+
+    async def delivery(self, project_id: int, delivery_id: int) -> Delivery | None:
+        text = await self.redis.hget(prefix(project_id) + "whd", str(delivery_id))
+        return None if text is None else self._delivery(project_id, str(delivery_id),
+                                                         cast("str", text))
+
+    async def set_status(self, project_id: int, delivery_id: int, status: str,
+                         attempts: int, error: str, now_ms: int) -> None:
+        found = await self.delivery(project_id, delivery_id)
+        if found is None:
+            return
+        await self.redis.hset(prefix(project_id) + "whd", str(delivery_id), json.dumps(
+            [found.endpoint, found.position, found.body.decode(), attempts, error, status,
+             found.failed_ms, now_ms]))
+
+    async def dead_count(self, project_id: int, endpoint: str) -> int:
+        return sum(1 for d in await self._all(project_id)
+                   if d.endpoint == endpoint and d.status == "failed")
+
+    # -- leases ------------------------------------------------------------------------
+
+    async def acquire(self, project_id: int, endpoint: str, lease_ms: int) -> bool:
+        key = prefix(project_id) + "whl:" + endpoint
+        return bool(await self.redis.set(key, self.node_id, nx=True, px=lease_ms))
+
+    async def renew(self, project_id: int, endpoint: str, lease_ms: int) -> bool:
+        key = prefix(project_id) + "whl:" + endpoint
+        return bool(await self.redis.eval(RENEW, 1, key, self.node_id, str(lease_ms)))
+
+    async def release(self, project_id: int, endpoint: str) -> None:
+        await self.redis.eval(RELEASE, 1, prefix(project_id) + "whl:" + endpoint,
+                              self.node_id)

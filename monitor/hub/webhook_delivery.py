@@ -49,6 +49,7 @@ log = logging.getLogger("monitor.hub")
 WINDOW = 10_000  # events of one endpoint read and not yet done
 PAGE = 1000  # events read from the log at once
 POLL_S = 0.05  # how often an idle endpoint looks for new events
+SAVE_EVERY_S = 0.25  # a moved cursor is saved at most this often
 CONNECT_TIMEOUT_S = 5.0
 MAX_ANSWER_BYTES = 1024  # read of an answer's body (the rest is dropped)
 MAX_ERROR_CHARS = 300
@@ -81,6 +82,7 @@ class Endpoint:
     valid_until: float = float("inf")  # monotonic: the lease surely held until then
     generation: int = 0  # deliveries of an earlier turn of sending are dropped
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    save_at: float = 0.0  # monotonic: when the cursor may be saved again
 
     def reset(self) -> None:
         self.window.clear()
@@ -251,8 +253,9 @@ class WebhookDispatcher:
         if full and len(ep.window) < WINDOW:
             ep.wake.set()
 
-    async def _save(self, ep: Endpoint) -> None:
-        if ep.cursor != ep.saved:
+    async def _save(self, ep: Endpoint, now: bool = False) -> None:
+        if ep.cursor != ep.saved and (now or time.monotonic() >= ep.save_at):
+            ep.save_at = time.monotonic() + SAVE_EVERY_S
             cursor = ep.cursor
             try:
                 await self._store.save_cursor(ep.project_id, ep.id, cursor)
@@ -406,7 +409,7 @@ class WebhookDispatcher:
         await asyncio.gather(*tasks, return_exceptions=True)
         for ep in self.endpoints.values():
             if ep.sending:
-                await self._save(ep)
+                await self._save(ep, now=True)
                 if self._lease is not None:
                     with contextlib.suppress(Exception):
                         await self._lease.release(ep.project_id, ep.id)

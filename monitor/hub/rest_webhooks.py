@@ -6,7 +6,7 @@ state, its dead-lettered deliveries, and sending one again."""
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query
+from fastapi import Depends, FastAPI, Path, Query
 from pydantic import BaseModel
 
 from monitor.hub.port import HubPort
@@ -15,6 +15,7 @@ from monitor.hub.webhook_delivery import WebhookDispatcher
 from monitor.protocol import Result
 
 MAX_DELIVERIES = 1000
+MAX_ID = 2**63 - 1  # a delivery id is a SQLite integer
 
 
 class EndpointBody(BaseModel):
@@ -78,7 +79,8 @@ def webhook_routes(dispatcher: WebhookDispatcher | None) -> RouteInstaller:
 
         @app.post("/v1/webhooks/deliveries/{deliveryId}/retry", response_model=DeliveryBody,
                   status_code=202, responses=ERRORS)
-        async def retry_delivery(deliveryId: int, project_id: Project) -> dict[str, Any]:
+        async def retry_delivery(deliveryId: Annotated[int, Path(ge=1, le=MAX_ID)],
+                                 project_id: Project) -> dict[str, Any]:
             """Send a failed delivery again, with the endpoint's retries (out of its
             user's order: later events went on without it)."""
             found = await dispatcher.retry(project_id, deliveryId) if dispatcher else None

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from monitor.config import new_webhook_secret
@@ -116,7 +117,6 @@ async def test_signed_in_order_with_the_payload(tmp_path: Path, receiver: Receiv
             assert 'monitor_webhook_deliveries_total{endpoint="' in metrics
         # The other project has no endpoint.
         other = hub.rest_token(other_project=True)
-        import httpx
         answer = httpx.get(hub.api_url + "/v1/webhooks", headers={"X-STRINGEE-AUTH": other})
         assert answer.json() == {"webhooks": []}
     finally:
@@ -347,5 +347,21 @@ async def test_call_transitions_are_sent_with_both_parties(
         assert ended["projectId"] == PROJECT_ID
         assert ended["call"]["from"] == "+8490" and ended["call"]["to"] == "callee_0"
         assert ended["call"]["direction"] == "external" and ended["call"]["endReason"]
+    finally:
+        hub.kill()
+
+
+async def test_the_routes_answer_without_webhooks_and_refuse_bad_ids(tmp_path: Path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    hub = HubProcess(tmp_path).start()
+    try:
+        with hub.rest() as rest:
+            assert rest.get("/v1/webhooks").json() == {"webhooks": []}
+            assert rest.get("/v1/webhooks/deliveries").json() == {"deliveries": []}
+            assert rest.get("/v1/webhooks/deliveries",
+                            params={"status": "lost"}).status_code == 400
+            assert rest.post("/v1/webhooks/deliveries/1/retry").status_code == 404
+            assert rest.post(f"/v1/webhooks/deliveries/{2**70}/retry").status_code == 400
+        assert httpx.get(hub.api_url + "/v1/webhooks").status_code == 401
     finally:
         hub.kill()

@@ -365,3 +365,40 @@ async def test_the_routes_answer_without_webhooks_and_refuse_bad_ids(tmp_path: P
         assert httpx.get(hub.api_url + "/v1/webhooks").status_code == 401
     finally:
         hub.kill()
+
+
+async def test_out_of_retries_is_dead_lettered(tmp_path: Path, receiver: Receiver) -> None:
+    def answer(request: Request, seen: int) -> tuple[int, dict[str, str]]:
+        return (503, {}) if request.json().get("value") == "spent_0-0" else (200, {})
+
+    receiver.answer = answer
+    receiver.start()
+    hub = hub_for(tmp_path, receiver, **{**FAST, "retry_for_s": 1}).start()
+    try:
+        await make_changes(hub, ["spent_0"], 2)
+        await wait_until(lambda: count_status(receiver) >= 1, 10)
+        assert statuses(receiver) == {"spent_0": ["spent_0-1"]}  # after the dead letter
+        tries = [r for r in receiver.requests if r.json().get("value") == "spent_0-0"]
+        assert len(tries) >= 2
+        with hub.rest() as rest:
+            [dead] = rest.get("/v1/webhooks/deliveries",
+                              params={"status": "failed"}).json()["deliveries"]
+            assert dead["attempts"] == len(tries) and dead["error"].startswith("HTTP 503")
+            assert 'result="dead_lettered"} 1.0' in rest.get("/metrics").text
+    finally:
+        hub.kill()
+
+
+@pytest.mark.slow
+async def test_a_receiver_down_for_30_s_gets_everything_in_order(
+        tmp_path: Path, receiver: Receiver) -> None:
+    hub = hub_for(tmp_path, receiver, retry_base_ms=200, retry_max_ms=5000).start()
+    try:
+        users = [f"down30_{i}" for i in range(5)]
+        sent = await make_changes(hub, users, 20)
+        await asyncio.sleep(30)
+        receiver.start()
+        await wait_until(lambda: count_status(receiver) >= 100, 30)
+        assert statuses(receiver) == sent
+    finally:
+        hub.kill()

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,7 +71,9 @@ class Endpoint:
     slots: asyncio.Semaphore
     cursor: int = 0
     read: int = 0
-    window: dict[int, bool] = field(default_factory=dict)  # position: done, in log order
+    # Positions read and not yet passed by the cursor, in log order, and those done.
+    window: deque[int] = field(default_factory=deque)
+    finished: set[int] = field(default_factory=set)
     bodies: dict[int, bytes] = field(default_factory=dict)
     lanes: Lanes = field(default_factory=Lanes)
     failing: dict[int, int] = field(default_factory=dict)  # position: first failure (ms)
@@ -86,6 +89,7 @@ class Endpoint:
 
     def reset(self) -> None:
         self.window.clear()
+        self.finished.clear()
         self.bodies.clear()
         self.lanes = Lanes()
         self.failing.clear()
@@ -220,11 +224,11 @@ class WebhookDispatcher:
 
     def _add(self, ep: Endpoint, position: int, event: dict[str, Any]) -> None:
         ep.read = position
+        ep.window.append(position)
         if not wanted(ep.hook, event):
-            ep.window[position] = True
+            ep.finished.add(position)
             self._advance(ep)
             return
-        ep.window[position] = False
         ep.bodies[position] = payload(ep.project_id, event)
         if ep.lanes.add(position, order_keys(event)):
             self._go(ep, position)
@@ -235,7 +239,7 @@ class WebhookDispatcher:
         task.add_done_callback(ep.tasks.discard)
 
     def _done(self, ep: Endpoint, position: int) -> None:
-        ep.window[position] = True
+        ep.finished.add(position)
         ep.bodies.pop(position, None)
         ep.failing.pop(position, None)
         for nxt in ep.lanes.done(position):
@@ -244,11 +248,10 @@ class WebhookDispatcher:
 
     def _advance(self, ep: Endpoint) -> None:
         full = len(ep.window) >= WINDOW
-        while ep.window:
-            first = next(iter(ep.window))
-            if not ep.window[first]:
-                break
-            del ep.window[first]
+        window, finished = ep.window, ep.finished
+        while window and window[0] in finished:
+            first = window.popleft()
+            finished.discard(first)
             ep.cursor = first
         if full and len(ep.window) < WINDOW:
             ep.wake.set()

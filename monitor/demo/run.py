@@ -250,11 +250,13 @@ async def run_demo(options: DemoOptions) -> int:
                 await asyncio.wait_for(stop.wait(), options.duration)
         else:
             from monitor.tui.app import MonitorApp
+            from monitor.tui.history import HistorySource
             from monitor.tui.hubfeed import HubFeed
             from monitor.tui.settings import load_settings
 
             settings = load_settings(None, url=demo.ws_url)
             app = MonitorApp(HubFeed(demo.ws_url, demo.supervisor_token()), settings)
+            app.use_history(HistorySource(demo.api_url, demo.rest_token))  # the day, Today
             await app.run_async()
     finally:
         if web is not None:

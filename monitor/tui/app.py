@@ -55,11 +55,12 @@ from monitor.tui.feed import (
     safe_event,
 )
 from monitor.tui.model import OTHERS, Agent, AgentTable, Applied, Filter, Row, Sort, Summary
-from monitor.tui.screens import AgentDetail, HelpScreen, StatusPicker
+from monitor.tui.screens import HelpScreen, StatusPicker
 from monitor.tui.settings import Settings
 from monitor.tui.supervise import SUPERVISOR_ACTIONS, SupervisorActions
 from monitor.tui.text import safe_text
 from monitor.tui.themes import LoadedThemes, load_themes, state_colours
+from monitor.tui.today import HistoryViews
 from monitor.tui.wallboard import Wallboard
 from monitor.tui.widgets import (
     AgentGrid,
@@ -111,7 +112,7 @@ class OwnStatusPanel(Static):
     """
 
 
-class MonitorApp(SupervisorActions):
+class MonitorApp(HistoryViews, SupervisorActions):
     """Watch the agents on your topics; set your own status."""
 
     TITLE = "monitor"
@@ -773,17 +774,18 @@ class MonitorApp(SupervisorActions):
 
     def action_wallboard(self) -> None:
         if not isinstance(self.screen, Wallboard):
-            self.push_screen(Wallboard(self.model, self.clock, self.tz, self.summary,
-                                       lambda: self.styles_by_state, self.started_at))
+            self.push_screen(self.wallboard_screen(
+                self.model, self.clock, self.tz, self.summary, lambda: self.styles_by_state,
+                self.started_at))
 
     def action_detail(self) -> None:
         user_id = self.query_one(AgentGrid).selected_user
         if user_id is not None:
-            self.push_screen(AgentDetail(self.model, user_id, self.clock, self.tz))
+            self.push_screen(self.detail_screen(user_id))
 
     @on(AgentGrid.AgentChosen)
     def agent_chosen(self, event: AgentGrid.AgentChosen) -> None:
-        self.push_screen(AgentDetail(self.model, event.user_id, self.clock, self.tz))
+        self.push_screen(self.detail_screen(event.user_id))
 
     def help_keys(self, screen: Screen[Any] | None = None) -> list[tuple[str, str]]:
         """(keys, description) of every enabled binding of ``screen``: the keys of one
@@ -840,6 +842,7 @@ class MonitorApp(SupervisorActions):
         yield SystemCommand("Wallboard", "Big numbers for the floor and per "
                             f"{_palette(self.model.group_attribute)} (w; Esc goes back)",
                             self.action_wallboard)
+        yield from self.history_commands()
         yield SystemCommand("Alerts: show / hide", "Agents over a threshold, as they "
                             "crossed it, and when it ended (a)", self.action_toggle_alerts)
         for column in self.columns():

@@ -20,6 +20,12 @@ def add_tui_command(sub: Any) -> None:
                                    "ws://127.0.0.1:6899/)")
     tui.add_argument("--token-file", metavar="FILE",
                      help=f"file holding the access token (default: ${TOKEN_ENV})")
+    tui.add_argument("--api-url", metavar="URL",
+                     help="the hub's REST API, for the day's history and the Today screen "
+                          "(default: the host of --url, port 6900)")
+    tui.add_argument("--rest-token-file", metavar="FILE",
+                     help="file holding a REST token for the history and reports "
+                          "(default: $MONITOR_REST_TOKEN)")
     tui.add_argument("--theme", metavar="NAME", help="theme to start with")
     tui.add_argument("--read-only", action="store_true", default=None,
                      help="watch only: never change your status")
@@ -35,7 +41,8 @@ def run_tui(args: argparse.Namespace) -> int:
 
     settings = load_settings(Path(args.settings).expanduser() if args.settings else None,
                              url=args.url, theme=args.theme, read_only=args.read_only,
-                             token_file=args.token_file)
+                             token_file=args.token_file, api_url=args.api_url,
+                             rest_token_file=args.rest_token_file)
     token = read_token(settings.token_file or None)
     provider = (lambda: read_token(settings.token_file)) if settings.token_file else None
     feed = HubFeed(settings.url, token, token_provider=provider)

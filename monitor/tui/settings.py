@@ -53,6 +53,12 @@ class Settings:
 
     url: str = DEFAULT_URL
     token_file: str = ""
+    api_url: str = ""
+    """The hub's REST API, for the day's history and reports (default: the host of
+    ``url``, port 6900)."""
+    rest_token_file: str = ""
+    """A REST token for the history and reports (else ``$MONITOR_REST_TOKEN``); without
+    one, the agent detail shows what this monitor saw and the Today screen says how."""
     theme: str = "monitor-dark"
     read_only: bool = False
     status_attribute: str = DEFAULT_STATUS_ATTRIBUTE
@@ -144,7 +150,7 @@ def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
     for key, value in data.items():
         where = f"{source}: {key}"
         if key in ("url", "token_file", "theme", "status_attribute", "available_status",
-                   "after_call_status"):
+                   "after_call_status", "api_url", "rest_token_file"):
             changes[key] = _string(value, where)
         elif key == "group_attribute":
             changes[key] = _string(value, where)

@@ -290,8 +290,8 @@ class Switchboard:
         left = agent.profile.opening_s
         if agent.profile.opening == "talking":
             await self._customer_call(http, agent, ring=0.2, talk=left)
-        else:
-            await self._customer_call(http, agent, ring=left)
+        else:  # a customer who has waited this long waits on until answered
+            await self._customer_call(http, agent, ring=left, patient=True)
 
     async def _report(self, http: httpx.AsyncClient, call_id: str, body: dict[str, Any]) -> bool:
         try:
@@ -306,7 +306,8 @@ class Switchboard:
         return False
 
     async def _customer_call(self, http: httpx.AsyncClient, agent: Agent, *,
-                             ring: float | None = None, talk: float | None = None) -> None:
+                             ring: float | None = None, talk: float | None = None,
+                             patient: bool = False) -> None:
         """A customer calls ``agent``: it rings (``ring`` s, else a drawn time) until the
         agent answers, or the customer's patience runs out first (abandoned), or now and
         then nobody picks up; an answered call lasts ``talk`` s (else a drawn time)."""
@@ -322,11 +323,11 @@ class Switchboard:
             await self._report(http, call_id, {"status": "Ringing"})
             rings = self.timing.ring() if ring is None else ring
             patience = self.timing.patience()
-            if patience < rings:  # the customer hangs up: an abandoned call
+            if patience < rings and not patient:  # the customer hangs up: abandoned
                 await self.clock.sleep(patience)
             else:
                 await self.clock.sleep(rings)
-                if self.timing.answers() and agent.client is not None:
+                if (patient or self.timing.answers()) and agent.client is not None:
                     await self._report(http, call_id, {"status": "Answered"})
                     await self.clock.sleep(self.timing.talk() if talk is None else talk)
             await self._report(http, call_id, {"status": "Ended"})

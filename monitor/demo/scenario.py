@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 TEAMS = ("sales", "support", "billing", "retention")
 FIRST_NAMES = ("Ana", "Bao", "Chloé", "Dmitri", "Eitan", "Fatima", "Giulia", "Hiro", "Ines",
@@ -73,6 +73,11 @@ def make_agents(count: int, rng: random.Random) -> list[AgentProfile]:
         agents.append(AgentProfile(f"agent_{i + 1:03d}", name, team, start,
                                    rng.uniform(3, 8) * 3600, rng.random() < 0.15,
                                    opening, left))
+    # One customer has been waiting a while already: their call rings on past the
+    # monitor's default 20 s limit, so an alert fires within the first half minute.
+    waiting = next((i for i, a in enumerate(agents) if a.opening == "ringing"), None)
+    if waiting is not None:
+        agents[waiting] = replace(agents[waiting], opening_s=rng.uniform(24.0, 32.0))
     return agents
 
 

@@ -183,3 +183,23 @@ async def test_palette_titles_with_names_from_the_hub_are_not_markup() -> None:
                   for command in app.get_system_commands(app.screen)]
         assert r"Sort by [bold]x\x1b[8m" in titles
         assert r"Sort by skill\x1b[8m" in titles
+
+
+async def test_team_names_the_wallboard_and_alerts_show_hostile_text_escaped() -> None:
+    evil_team = "sa\x1b]0;TEAM\x07les [b]x[/b]"
+    events = hostile_events()
+    events.insert(2, Snapshot("teams", [value(BAD_ID, "team", evil_team, 300),
+                                        value("agent_1", "team", evil_team, 300)], seq=1))
+    app = make_app(events)
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(app, pilot)
+        grid = app.query_one(AgentGrid)
+        shown = r"sa\x1b]0;TEAM\x07les [b]x[/b]"
+        assert grid.group_text(shown).startswith(f"▾ {shown}  2 agents")
+        await pilot.press("a")  # the alert list: the hostile name, over its break limit
+        await settle(app, pilot)
+        assert_nothing_raw(app)
+        await pilot.press("w")
+        await settle(app, pilot)
+        assert shown[:20] in screen_text(app)  # (the name column is 20 wide)
+        assert_nothing_raw(app)

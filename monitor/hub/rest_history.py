@@ -8,10 +8,11 @@ it and the answer says so (``"clipped": true``).
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at run time,
 # and ``Project`` is the caller's dependency.
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query
+from fastapi import Depends, FastAPI, Query, Request
 from pydantic import BaseModel, Field
 
 from monitor.hub import history
@@ -21,6 +22,35 @@ from monitor.hub.rest import ERRORS, ApiError
 from monitor.protocol import Result
 
 MAX_MS = 1 << 44  # epoch ms well past any date a report asks about (year 2527)
+# A report of a large centre takes tenths of a second of the store's time: each API key
+# may have this many history or report requests in progress, the node this many in all.
+IN_FLIGHT_PER_KEY = 2
+IN_FLIGHT = 4
+
+
+class InFlight:
+    """History and report requests in progress, per API key and in all (HTTP 429,
+    r = 26, beyond the caps: checked before the work starts)."""
+
+    def __init__(self, per_key: int = IN_FLIGHT_PER_KEY, total: int = IN_FLIGHT) -> None:
+        self.per_key = per_key
+        self.total = total
+        self.running: dict[str, int] = {}
+
+    @contextmanager
+    def slot(self, key: str) -> Iterator[None]:
+        if self.running.get(key, 0) >= self.per_key or \
+                sum(self.running.values()) >= self.total:
+            raise ApiError(Result.RATE_LIMITED, "too many history or report requests in "
+                           "progress: retry when one has been answered",
+                           headers={"Retry-After": "1"})
+        self.running[key] = self.running.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self.running[key] -= 1
+            if not self.running[key]:
+                del self.running[key]
 
 
 class HistoryEvent(BaseModel):
@@ -86,6 +116,7 @@ def add_history_routes(app: FastAPI, hub: HubPort,
     """The routes, on ``app``; ``project_of``: the dependency giving a request's project
     (and checking its REST token)."""
     Project = Annotated[int, Depends(project_of)]
+    in_flight = InFlight()
 
     def answer_range(start: int | None, end: int | None) -> history.Range:
         try:
@@ -101,7 +132,7 @@ def add_history_routes(app: FastAPI, hub: HubPort,
     @app.get("/v1/users/{userId}/history", response_model=HistoryBody,
              response_model_exclude_unset=True, responses=ERRORS)
     async def user_history(
-        userId: str, project_id: Project,
+        userId: str, project_id: Project, request: Request,
         from_: Annotated[int | None, Query(alias="from", ge=0, le=MAX_MS)] = None,
         to: Annotated[int | None, Query(ge=0, le=MAX_MS)] = None,
         attribute: str | None = None,
@@ -114,8 +145,9 @@ def add_history_routes(app: FastAPI, hub: HubPort,
             raise ApiError(Result.USER_NOT_FOUND, f"user {userId!r} not found")
         span = answer_range(from_, to)
         try:
-            page = await hub.history.user_events(project_id, userId, span.start, span.end,
-                                                 attribute, limit, cursor)
+            with in_flight.slot(request.state.key_sid):
+                page = await hub.history.user_events(project_id, userId, span.start,
+                                                     span.end, attribute, limit, cursor)
         except RangeError as exc:
             raise ApiError(Result.INVALID_REQUEST, str(exc)) from None
         out: dict[str, Any] = {"userId": userId, "events": page.events}
@@ -126,7 +158,7 @@ def add_history_routes(app: FastAPI, hub: HubPort,
     @app.get("/v1/reports/agents", response_model=AgentsReport,
              response_model_exclude_unset=True, responses=ERRORS)
     async def report_agents(
-        project_id: Project,
+        project_id: Project, request: Request,
         from_: Annotated[int | None, Query(alias="from", ge=0, le=MAX_MS)] = None,
         to: Annotated[int | None, Query(ge=0, le=MAX_MS)] = None,
         groupAttribute: str | None = None,
@@ -148,8 +180,9 @@ def add_history_routes(app: FastAPI, hub: HubPort,
             if group is not None:
                 users = [u for u in users if groups.get(u.user_id) == group]
         ids = sorted(u.user_id for u in users)
-        report = await history.agents_report(hub.history, project_id, ids, span.start,
-                                             span.end, hub.now_ms())
+        with in_flight.slot(request.state.key_sid):
+            report = await history.agents_report(hub.history, project_id, ids, span.start,
+                                                 span.end, hub.now_ms())
         agents = []
         for user_id, figures in report.items():
             known = hub.state.user(project_id, user_id)
@@ -164,7 +197,7 @@ def add_history_routes(app: FastAPI, hub: HubPort,
     @app.get("/v1/reports/calls", response_model=CallsReport,
              response_model_exclude_unset=True, responses=ERRORS)
     async def report_calls(
-        project_id: Project,
+        project_id: Project, request: Request,
         from_: Annotated[int | None, Query(alias="from", ge=0, le=MAX_MS)] = None,
         to: Annotated[int | None, Query(ge=0, le=MAX_MS)] = None,
         interval: Annotated[str, Query(pattern="^(15m|30m|1h|1d)$")] = "1h",
@@ -176,9 +209,10 @@ def add_history_routes(app: FastAPI, hub: HubPort,
         time (answer to end)."""
         span = answer_range(from_, to)
         try:
-            intervals = await history.calls_report(
-                hub.history, project_id, span.start, span.end, history.INTERVALS[interval],
-                slaSeconds * 1000)
+            with in_flight.slot(request.state.key_sid):
+                intervals = await history.calls_report(
+                    hub.history, project_id, span.start, span.end,
+                    history.INTERVALS[interval], slaSeconds * 1000)
         except RangeError as exc:
             raise ApiError(Result.INVALID_REQUEST, str(exc)) from None
         return clipped({"from": span.start, "to": span.end, "interval": interval,

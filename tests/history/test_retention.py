@@ -86,3 +86,19 @@ async def test_redis_prunes(redis_url: str) -> None:
         await check_pruning(engine, prune)
     finally:
         await engine.close()
+
+
+def test_history_requests_in_progress_are_capped_per_key_and_in_all() -> None:
+    from monitor.hub.rest import ApiError
+    from monitor.hub.rest_history import InFlight
+
+    caps = InFlight(per_key=2, total=3)
+    with caps.slot("k1"), caps.slot("k1"):
+        with pytest.raises(ApiError) as refused, caps.slot("k1"):
+            pass
+        assert refused.value.status == 429 and refused.value.headers == {"Retry-After": "1"}
+        with caps.slot("k2"), pytest.raises(ApiError), caps.slot("k3"):
+            pass
+    assert caps.running == {}
+    with caps.slot("k1"):
+        assert caps.running == {"k1": 1}

@@ -116,6 +116,9 @@ class Effects:
 class Attribute:
     value: Any
     updated_ms: int
+    # What the change's topic message added (a call's callId, from, to): a snapshot
+    # carries it too, so a client that joins mid-call knows who the call is with.
+    extra: Mapping[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -348,9 +351,10 @@ class HubState:
         self.restore_value(self.user_or_new(row.project_id, row.user_id), row.name,
                            row.value, row.updated_ms)
 
-    def restore_value(self, user: User, name: str, value: Any, updated_ms: int) -> None:
+    def restore_value(self, user: User, name: str, value: Any, updated_ms: int,
+                      extra: Mapping[str, Any] | None = None) -> None:
         """Set a value decided elsewhere (the store, another node), publishing nothing."""
-        user.attributes[name] = Attribute(value, updated_ms)
+        user.attributes[name] = Attribute(value, updated_ms, extra)
         if name == CALL:
             self.topic(user.project_id, ALL_CALL_STATUS).publishers.add((user.user_id, CALL))
 
@@ -460,7 +464,7 @@ class HubState:
         old = None if current is None else current.value
         if current is not None and old == new and type(old) is type(new) and not always:
             return effects
-        user.attributes[name] = Attribute(new, now_ms)
+        user.attributes[name] = Attribute(new, now_ms, extra)
         if name != ONLINE_STATUS:
             effects.ops.append(AttributeRow(user.project_id, user.user_id, name, new, now_ms))
         topics = self.topics_of(user, name, grants)
@@ -751,6 +755,8 @@ class HubState:
                 entry["displayName"] = user.display_name
             if name == CALL:
                 entry["callEnded"] = not user.in_call()
+            if attr.extra:
+                entry.update({k: v for k, v in attr.extra.items() if k not in entry})
             values.append(entry)
         return encode(Service.TOPIC_SNAPSHOT, reply(
             Service.TOPIC_SNAPSHOT, request_id, Result.SUCCESS, topic=topic.name,

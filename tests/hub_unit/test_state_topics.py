@@ -300,14 +300,26 @@ def test_snapshot_of_all_call_status_lists_call_of_every_user() -> None:
     login(state, "sup", "sup", T0 + 2, subscribe=[ALL_CALL_STATUS])
     body = snapshot(state, "sup", ALL_CALL_STATUS)
     assert body["seq"] == 2
+    # A snapshot carries what the call's messages carried (the callId here; from and to
+    # in a real call): a client joining mid-call knows who each call is with.
     assert body["values"] == [
         {"userId": "a", "attribute": "call", "value": "Answered", "timestamp": T0,
-         "callEnded": False},
+         "callEnded": False, "callId": "1"},
         {"userId": "b", "attribute": "call", "value": "Ended", "timestamp": T0 + 1,
-         "callEnded": True},
+         "callEnded": True, "callId": "2"},
         {"userId": "c", "attribute": "call", "value": "Ringing", "timestamp": T0 - 3,
          "callEnded": False},
     ]
+
+
+def test_a_snapshot_mid_call_names_the_parties() -> None:
+    state = make_state()
+    extra = {"callId": "call-1", "from": "+44 20 7946 0001", "to": "a"}
+    state.set_builtin(PROJECT, "a", "call", "Answered", T0, extra)
+    login(state, "sup", "sup", T0 + 1, subscribe=[ALL_CALL_STATUS])
+    [value] = snapshot(state, "sup", ALL_CALL_STATUS)["values"]
+    assert {k: value[k] for k in ("callId", "from", "to")} == extra
+    assert value["value"] == "Answered" and value["userId"] == "a"
 
 
 def test_snapshot_of_a_call_topic_carries_call_ended() -> None:

@@ -103,8 +103,9 @@ class RedisCoordinator:
             return []
         user = state.user_or_new(project_id, fields["u"])
         name, value, ts = fields["n"], json.loads(fields["v"]), int(fields["t"])
+        extra = json.loads(fields["x"]) if fields.get("x") else None
         if live:
-            state.restore_value(user, name, value, ts)
+            state.restore_value(user, name, value, ts, extra)
         elif name == CALL:
             state.topic(project_id, ALL_CALL_STATUS).publishers.add((user.user_id, CALL))
         numbers = fields.get("s", "").split()
@@ -117,7 +118,7 @@ class RedisCoordinator:
             return []
         message = state.message(project_id, user.user_id, name, json.loads(fields["o"]),
                                 value, ts, fields.get("e") == "1", fields.get("d") or None,
-                                json.loads(fields["x"]) if fields.get("x") else None)
+                                extra)
         sends = state.publish_message(project_id, message, topics)
         return sends if live else []
 

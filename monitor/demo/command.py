@@ -4,8 +4,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+
+async def wait_for_signal() -> None:
+    """Until SIGINT, SIGTERM or SIGHUP: how a door's command runs."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def serve_demo_door(agents: int, open_door: Callable[[Any], Awaitable[Any]],
+                          banner: Callable[[Any, Any], str]) -> int:
+    """A headless demo of ``agents`` agents and the door ``open_door(demo)`` starts onto
+    it, until a signal (``ssh-serve --demo``, ``web --demo``); ``banner(door, demo)``
+    says where to come in."""
+    from monitor.demo.run import Demo, DemoOptions
+
+    demo = Demo(DemoOptions(agents=agents, headless=True))
+    await demo.start()
+    try:
+        door = await open_door(demo)
+        try:
+            print(f"{banner(door, demo)}\n  {len(demo.agents)} agents, hub {demo.ws_url}; "
+                  "Ctrl-C stops.", flush=True)
+            await wait_for_signal()
+        finally:
+            await door.close()
+    finally:
+        await demo.stop()
+    return 0
 
 
 def _positive_float(text: str) -> float:

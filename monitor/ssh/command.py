@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -168,14 +167,6 @@ def _roles_door(args: argparse.Namespace) -> Any:
                 settings_path=session_settings(args.settings))
 
 
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
 def _warn_about(door: Any) -> None:
     """Log what in the roles and keys lets nobody in."""
     roles = door.policy.roles
@@ -187,35 +178,28 @@ def _warn_about(door: Any) -> None:
 
 
 async def _serve(args: argparse.Namespace, door: Any) -> int:
+    from monitor.demo.command import serve_demo_door, wait_for_signal
+
     if door is not None:
         await door.start()
         try:
-            await _wait_for_signal()
+            await wait_for_signal()
         finally:
             await door.close()
         return 0
 
     from monitor.demo.doors import DemoPolicy
-    from monitor.demo.run import Demo, DemoOptions
     from monitor.ssh.server import Door
 
-    demo = Demo(DemoOptions(agents=args.demo_agents, headless=True))
-    await demo.start()
-    try:
-        door = Door(DemoPolicy(demo), demo.ws_url, _door_options(args), authorized_keys=None,
-                    settings_path=session_settings(args.settings))
-        await door.start()
-        try:
-            host = "HOST" if args.host in ("0.0.0.0", "::") else args.host
-            print(f"monitor demo over SSH: ssh -p {door.port} demo@{host}\n"
-                  f"  {len(demo.agents)} agents, hub {demo.ws_url}; Ctrl-C stops.",
-                  flush=True)
-            await _wait_for_signal()
-        finally:
-            await door.close()
-    finally:
-        await demo.stop()
-    return 0
+    async def open_door(demo: Any) -> Any:
+        return await Door(DemoPolicy(demo), demo.ws_url, _door_options(args),
+                          authorized_keys=None,
+                          settings_path=session_settings(args.settings)).start()
+
+    host = "HOST" if args.host in ("0.0.0.0", "::") else args.host
+    return await serve_demo_door(
+        args.demo_agents, open_door,
+        lambda door, _: f"monitor demo over SSH: ssh -p {door.port} demo@{host}")
 
 
 def cmd_ssh_serve(args: argparse.Namespace) -> int:

@@ -239,46 +239,27 @@ def _roles_door(args: argparse.Namespace) -> Any:
     return WebDoor(gate, hub_url, options, state=state, roles_path=roles_path)
 
 
-async def _wait_for_signal() -> None:
-    import signal
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
 async def _serve(args: argparse.Namespace, door: Any) -> int:
+    from monitor.demo.command import serve_demo_door, wait_for_signal
+
     if door is not None:
         await door.start()
         try:
             print(f"monitor web: {door.url}  (invite users with: monitor web invite "
                   "--user NAME); Ctrl-C stops.", flush=True)
-            await _wait_for_signal()
+            await wait_for_signal()
         finally:
             await door.close()
         return 0
 
     from monitor.demo.doors import DemoGate
-    from monitor.demo.run import Demo, DemoOptions
     from monitor.web.server import WebDoor
 
-    demo = Demo(DemoOptions(agents=args.demo_agents, headless=True))
-    await demo.start()
-    try:
-        door = WebDoor(DemoGate(demo), demo.ws_url, _options(args))
-        await door.start()
-        try:
-            print(f"monitor demo in a browser: {door.url}\n"
-                  f"  {len(demo.agents)} agents, hub {demo.ws_url}; Ctrl-C stops.",
-                  flush=True)
-            await _wait_for_signal()
-        finally:
-            await door.close()
-    finally:
-        await demo.stop()
-    return 0
+    async def open_door(demo: Any) -> Any:
+        return await WebDoor(DemoGate(demo), demo.ws_url, _options(args)).start()
+
+    return await serve_demo_door(args.demo_agents, open_door,
+                                 lambda door, _: f"monitor demo in a browser: {door.url}")
 
 
 def cmd_web(args: argparse.Namespace) -> int:

@@ -147,6 +147,9 @@ def http_protocol(hub: HubPort, header_timeout_s: float) -> type[H11Protocol]:
     return BoundedH11Protocol
 
 
+REST_CLAIMS = "monitor.rest_claims"  # where the RequestGate leaves a request's verified token
+
+
 def _token_of(scope: Any) -> str | None:
     """The REST token of a request: the ``X-STRINGEE-AUTH`` header, else ``access_token``
     in the query string (as :func:`build_app`'s ``project_of`` reads them)."""
@@ -183,7 +186,8 @@ class RequestGate:
         has_body = b"content-length" in headers or b"transfer-encoding" in headers
         if scope["path"].startswith("/v1/"):
             try:
-                verify_rest_token(_token_of(scope), self.hub.secret_for)
+                # Kept for the route's project_of: one HMAC per request, not two.
+                scope[REST_CLAIMS] = verify_rest_token(_token_of(scope), self.hub.secret_for)
             except TokenError as exc:
                 metrics = self.hub.metrics
                 metrics.auth_failures[str(int(exc.code))] = \
@@ -277,9 +281,10 @@ def build_app(hub: HubPort, installers: Sequence[RouteInstaller] = ()) -> FastAP
         """The project whose REST token authenticates this request (async: FastAPI runs
         a plain def dependency on a worker thread, which costs more than the check).
         The request's ``state.key_sid`` names the API key, for limits per key."""
-        token = x_stringee_auth or access_token
+        claims = request.scope.get(REST_CLAIMS)  # checked by the RequestGate already
         try:
-            claims = verify_rest_token(token, hub.secret_for)
+            if claims is None:
+                claims = verify_rest_token(x_stringee_auth or access_token, hub.secret_for)
         except TokenError as exc:
             hub.metrics.auth_failures[str(int(exc.code))] = \
                 hub.metrics.auth_failures.get(str(int(exc.code)), 0) + 1

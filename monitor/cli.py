@@ -15,6 +15,7 @@ from monitor.config import (
     CONFIG_FILE_NAME,
     ConfigError,
     HubSettings,
+    load_config,
     new_webhook_secret,
     user_config_dir,
     write_initial_config,
@@ -22,6 +23,7 @@ from monitor.config import (
 from monitor.demo.command import add_demo_command
 from monitor.flags import UsageError, add_config_flag, add_hub_setting_flags, config_from_args
 from monitor.hub.command import add_hub_command
+from monitor.protocol import has_hidden_chars
 from monitor.report import add_report_command
 from monitor.ssh.command import add_ssh_command
 from monitor.tokens import (
@@ -38,6 +40,7 @@ from monitor.tui.text import safe_data
 from monitor.web.command import add_web_command
 
 Handler = Callable[[argparse.Namespace], int]
+MAX_ROLE_CHARS = 64
 
 # -- token ---------------------------------------------------------------------------
 
@@ -68,9 +71,15 @@ def cmd_token_client(args: argparse.Namespace) -> int:
     sid, secret = _signing_key(args)
     subscribe = [t.strip() for t in (args.subscribe or "").split(",") if t.strip()]
     supervise = [t.strip() for t in (args.supervise or "").split(",") if t.strip()]
+    role = args.role
+    if role is not None and (not role.strip() or len(role) > MAX_ROLE_CHARS
+                             or has_hidden_chars(role)):
+        raise UsageError(f"--role: 1-{MAX_ROLE_CHARS} characters, none of them control "
+                         "or format characters")
     token = mint_client_token(sid, secret, args.user, subscribe=subscribe,
                               attributes=_parse_publish(args.publish), ttl_s=args.ttl,
-                              display_name=args.display_name, supervise=supervise)
+                              display_name=args.display_name, supervise=supervise,
+                              role=role)
     # Verify what we made, so a bad topic name is reported here, not at AUTHEN time.
     verify_client_token(token, lambda s: secret if s == sid else None)
     print(token)
@@ -128,7 +137,8 @@ def cmd_config_init(args: argparse.Namespace) -> int:
         problem = ("already exists; not overwritten" if path.exists()
                    else f"cannot write: {exc.strerror}")
         raise UsageError(f"{path}: {problem}") from None
-    print(f"wrote {path} (project 1, API key {key.sid})")
+    print(f"wrote {path} (project 1, API key {key.sid}; the hub keeps its state in "
+          f"{load_config(str(path), environ={}).hub.resolved_data_dir()})")
     return 0
 
 
@@ -170,6 +180,10 @@ def _add_token_commands(sub: Any) -> None:
     client.add_argument("--supervise", metavar="T1,T2",
                         help="supervisor actions (set a user's status, log a user out) on "
                              "the users who publish to these topics; * for everyone")
+    client.add_argument("--role", metavar="NAME",
+                        help="the user's role, a `role` claim (supervisor, agent...): the "
+                             "monitor shows a user whose role is in its not_agents setting "
+                             "(default: supervisor) but leaves them out of every count")
     client.set_defaults(handler=cmd_token_client)
 
     rest = tsub.add_parser("rest", help="print a REST API token")

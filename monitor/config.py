@@ -410,8 +410,9 @@ host = "127.0.0.1"
 # WebSocket endpoint (clients, Stringee SDKs) and REST API.
 ws_port = 6899
 api_port = 6900
-# Durable state (SQLite). Empty: the user data dir.
-data_dir = ""
+# Durable state (SQLite): a folder next to this file, so that each hub keeps its own.
+# Empty: the user's data dir, which every hub of the user run without one shares.
+data_dir = "{data_dir}"
 # A user who reconnects within this many ms after the last connection drops stays online.
 offline_grace_ms = 3000
 # The hub pings every connection this often; silent for ping_after_ms +
@@ -430,25 +431,32 @@ send_buffer_limit = 4194304
 sqlite_synchronous = "normal"
 # A call between two clients that nobody answers ends after this many ms ("no answer").
 call_no_answer_ms = 30000
-# AUTHEN attempts allowed per client IP: a burst, then so many per second (r = 26 beyond).
+# AUTHEN attempts allowed per client IP: a burst, then so many per second; beyond it the
+# attempt is refused with r = 26 ("rate limited") and its connection closed.
 auth_rate_per_ip = 200
 auth_burst_per_ip = 1000
-# Custom attributes one user may hold (onlineStatus and call not counted; r = 23 beyond).
+# Custom attributes one user may hold (onlineStatus and call not counted); a change that
+# would pass it is refused with r = 23 ("attribute name or value invalid").
 max_attributes_per_user = 64
 # Requests one connection may make (attribute changes, call control, snapshots; PING
-# not counted): a burst, then so many per second. Beyond: r = 26 with retryAfterMs.
+# not counted): a burst, then so many per second; beyond it the request is refused with
+# r = 26 ("rate limited") and retryAfterMs, the milliseconds until one more would pass.
 change_rate_per_connection = 2000
 change_burst_per_connection = 2000
-# Connections one user may hold on this node; one more is refused (r = 26, close 4001).
+# Connections one user may hold on this node; one more login is refused with r = 26
+# ("rate limited") and its connection closed (code 4001).
 max_connections_per_user = 32
-# REST PUT /v1/users/{{id}}/attributes per API key: a burst, then so many per second
-# (HTTP 429, r = 26, with Retry-After beyond).
+# REST changes (PUT /v1/users/{{id}}/attributes, ...) per API key: a burst, then so many
+# per second; beyond it the request is refused with HTTP 429, r = 26 ("rate limited")
+# and a Retry-After header (seconds).
 rest_change_rate_per_key = 5000
 rest_change_burst_per_key = 5000
-# A REST request body must arrive within this many ms of its header (HTTP 408 beyond).
+# A REST request body must arrive within this many ms of its header; later, the request
+# is refused with HTTP 408 and its connection closed.
 rest_body_timeout_ms = 10000
-# A user a supervisor logged out is refused AUTHEN (r = 11, with the reason) for this
-# many ms: clients that reconnect by themselves (Stringee's Web SDK) then stop. 0: no hold.
+# A user a supervisor logged out cannot log in again for this many ms: each login is
+# refused with r = 11 ("logged out by a supervisor", with the reason), and clients that
+# reconnect by themselves (Stringee's Web SDK) then stop. 0: no hold.
 logout_hold_ms = 60000
 # debug, info, warning or error.
 log_level = "info"
@@ -495,9 +503,13 @@ def _toml_text(text: str) -> str:
 
 
 def write_initial_config(path: Path, project_name: str = "Contact centre") -> ApiKey:
-    """Write a commented ``hub.toml`` with one project and a new key; never overwrite."""
+    """Write a commented ``hub.toml`` with one project and a new key, whose state lives
+    in ``data/`` next to it; never overwrite."""
     key = new_api_key()
-    text = TEMPLATE.format(name=_toml_text(project_name), sid=key.sid, secret=key.secret)
+    # Absolute: the hub resolves a relative data_dir against its working directory.
+    data_dir = path.parent.resolve() / "data"
+    text = TEMPLATE.format(name=_toml_text(project_name), sid=key.sid, secret=key.secret,
+                           data_dir=_toml_text(str(data_dir)))
     path.parent.mkdir(parents=True, exist_ok=True)
     # "x": fail rather than overwrite, even if the file appears meanwhile.
     with path.open("x", encoding="utf-8") as out:

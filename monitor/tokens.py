@@ -136,10 +136,11 @@ def mint_client_token(key_sid: str, secret: str, user_id: str, *,
                       subscribe: Iterable[str] = (),
                       attributes: Iterable[AttributeGrant | tuple[str, str]] = (),
                       ttl_s: int = 3600, display_name: str | None = None,
-                      supervise: Iterable[str] = (),
+                      supervise: Iterable[str] = (), role: str | None = None,
                       now: float | None = None) -> str:
     """A client access token exactly as the spec's section 1 shows it; ``supervise``
-    (topic names, or ``*``) adds the supervisor claim of docs/protocol.md."""
+    (topic names, or ``*``) adds the supervisor claim of docs/protocol.md, ``role`` a
+    ``role`` claim (the hub ignores it; the monitor reads it: docs/monitor.md)."""
     payload = _base_payload(key_sid, ttl_s, now)
     payload["userId"] = user_id
     topics = list(subscribe)
@@ -153,6 +154,8 @@ def mint_client_token(key_sid: str, secret: str, user_id: str, *,
     supervised = list(supervise)
     if supervised:
         payload["supervise"] = supervised
+    if role:
+        payload["role"] = role
     return jwt.encode(payload, secret, algorithm=ALGORITHM, headers=HEADER)
 
 

@@ -102,6 +102,33 @@ def test_token_client(capsys: pytest.CaptureFixture[str], config_file: Path) -> 
     assert jwt.get_unverified_header(token)["cty"] == "stringee-api;v=1"
 
 
+def test_token_client_role(capsys: pytest.CaptureFixture[str], config_file: Path) -> None:
+    code, out, err = run(capsys, "token", "client", "--config", str(config_file),
+                         "--user", "sup_1", "--role", "supervisor")
+    assert (code, err) == (0, "")
+    assert jwt.decode(out.strip(), SECRET, algorithms=["HS256"])["role"] == "supervisor"
+    verify_client_token(out.strip(), lookup)  # the hub takes it, role and all
+
+
+@pytest.mark.parametrize("role", ["", "  ", "x" * 65, "sup\x1b[2J", "sup\u202e"])
+def test_token_client_refuses_a_role_no_monitor_could_show(
+        capsys: pytest.CaptureFixture[str], config_file: Path, role: str) -> None:
+    code, out, err = run(capsys, "token", "client", "--config", str(config_file),
+                         "--user", "sup_1", "--role", role)
+    assert (code, out) == (2, "")
+    assert one_line_error(err).startswith("--role: 1-64 characters")
+
+
+def test_token_client_help_names_every_claim(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["token", "client", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--user", "--subscribe", "--publish", "--display-name", "--supervise",
+                 "--role", "--ttl", "--key"):
+        assert flag in text
+    assert "`role` claim" in text and "not_agents" in text
+
+
 def test_token_client_minimal(capsys: pytest.CaptureFixture[str], config_file: Path) -> None:
     code, out, _ = run(capsys, "token", "client", "--config", str(config_file), "--user", "u")
     assert code == 0
@@ -358,8 +385,13 @@ def test_config_init_default_path(capsys: pytest.CaptureFixture[str], isolated: 
     config = load_config(str(path), environ={})
     project, key = config.default_key()
     assert (project.id, project.name) == (1, "Contact centre")
-    assert out == f"wrote hub.toml (project 1, API key {key.sid})\n"
+    assert out == (f"wrote hub.toml (project 1, API key {key.sid}; the hub keeps its state "
+                   f"in {isolated.resolve() / 'data'})\n")
     assert key.secret not in out
+    # The state is the file's own, wherever the hub is started from.
+    assert config.hub.data_dir == str(isolated.resolve() / "data")
+    code, out, _ = run(capsys, "config", "show", "--config", str(isolated / "hub.toml"))
+    assert code == 0 and json.loads(out)["hub"]["data_dir"] == str(isolated.resolve() / "data")
 
 
 def test_config_init_path_and_name(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from monitor.config import (
     user_config_dir,
     write_initial_config,
 )
+from monitor.protocol import MESSAGES, Result
 
 SECRET = "s" * 16
 VALID = f"""
@@ -474,7 +476,8 @@ def test_write_initial_config_is_loadable(tmp_path: Path) -> None:
     assert path.is_file()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     config = load_config(str(path), environ={})
-    assert config.hub == HubSettings()  # the template spells out the defaults
+    # The template spells out the defaults, but for the state's folder: its own.
+    assert config.hub == HubSettings(data_dir=str(path.parent.resolve() / "data"))
     assert config.projects == (Project(1, "Support", (key,)),)
     assert config.default_key() == (config.projects[0], key)
     assert len(key.secret) >= 16
@@ -494,6 +497,33 @@ def test_write_initial_config_writes_every_setting_with_a_comment(tmp_path: Path
         while " = " in lines[i] and not lines[i].startswith("# "):  # a group, one comment
             i -= 1
         assert lines[i].startswith("# "), setting.name
+
+
+def test_write_initial_config_keeps_the_state_next_to_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two hubs set up in two folders never share a database (nor its users)."""
+    monkeypatch.chdir(tmp_path)
+    write_initial_config(Path("a/hub.toml"))
+    write_initial_config(tmp_path / "b" / "hub.toml")
+    write_initial_config(tmp_path / "odd \\ \"dir\"" / "hub.toml")
+    monkeypatch.chdir("/")  # where the hub runs from does not move its state
+    dirs = [load_config(str(tmp_path / d / "hub.toml"), environ={}).hub.resolved_data_dir()
+            for d in ("a", "b", 'odd \\ "dir"')]
+    assert dirs == [tmp_path.resolve() / d / "data" for d in ("a", "b", 'odd \\ "dir"')]
+
+
+def test_write_initial_config_says_in_words_what_a_limit_does(tmp_path: Path) -> None:
+    """Each result code in a comment comes with what is refused and the code's words,
+    not as a bare shorthand such as "(r = 26 beyond)"."""
+    path = tmp_path / "hub.toml"
+    write_initial_config(path)
+    text = " ".join(line.removeprefix("#").strip()
+                    for line in path.read_text().splitlines() if line.startswith("#"))
+    codes = re.findall(r"(refused with (?:HTTP \d+, )?)?r = (\d+)( \(\"[^\"]*\")?", text)
+    assert len(codes) >= 6
+    for refused, code, words in codes:
+        assert refused and words == f' ("{MESSAGES[Result(int(code))]}"', (code, text)
+    assert "beyond)" not in text and "Beyond:" not in text
 
 
 def test_write_initial_config_default_name(tmp_path: Path) -> None:

@@ -59,19 +59,25 @@ class Calls:
         for party in call.parties():
             if state.user(pid, party) is None:
                 continue  # a customer's number: recorded on the call, no attribute
-            # A party's `call` attribute shows one call: the first of its calls in progress.
-            # A second call (a busy callee's, say) leaves it alone; when the shown call
-            # ends and another is in progress, the attribute moves on to that one.
-            shown = self._shown(pid, party)
+            # A party's `call` attribute follows every transition of each of its calls,
+            # with that call's callId; when a call ends while another is in progress, its
+            # Ended is published (callEnded false: the party is still in a call), then the
+            # attribute shows the call in progress. The one call left out: a call to a
+            # user already in one ends at once busy, and never reached them.
             before = shown_before[party]
-            if shown is None or shown.call_id == call.call_id:
-                target = call
-            elif before is not None and before.call_id == call.call_id:
-                target = shown
-            else:
+            if call.direction is Direction.INTERNAL and party == call.to \
+                    and before is not None and before.call_id != call.call_id:
                 continue
-            effects.extend(state.set_builtin(pid, party, CALL, target.status.value, now_ms,
-                                             self._message_extra(target), always=True))
+            extra = self._message_extra(call)
+            going_on = None if call.active else self._shown(pid, party)
+            if going_on is not None:
+                extra["callEnded"] = False
+            effects.extend(state.set_builtin(pid, party, CALL, call.status.value, now_ms,
+                                             extra, always=True))
+            if going_on is not None:
+                effects.extend(state.set_builtin(pid, party, CALL, going_on.status.value,
+                                                 now_ms, self._message_extra(going_on),
+                                                 always=True))
         effects.ops.append(CallRow(call.project_id, call.call_id,
                                    call.to_json() if call.active else None))
         effects.log.append(CallEvent(pid, call.to_json(), now_ms, tuple(

@@ -9,7 +9,7 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
@@ -24,13 +24,26 @@ from monitor.hub.calls import CallError
 from monitor.hub.limits import RateLimiter
 from monitor.hub.metrics import render
 from monitor.hub.port import HubPort
+from monitor.hub.state import Effects, HubState, User, UserRow
 from monitor.hub.supervision import REST_GRANTS, Refused, actor_of
 from monitor.hub.supervisors import Action, Supervisors
-from monitor.protocol import MESSAGES, Result
-from monitor.tokens import TokenError, verify_rest_token
-
-if TYPE_CHECKING:
-    from monitor.hub.state import User
+from monitor.protocol import (
+    MAX_ATTRIBUTE_GRANTS,
+    MAX_USER_ID_CHARS,
+    MESSAGES,
+    OFFLINE,
+    ONLINE_STATUS,
+    Result,
+    has_hidden_chars,
+)
+from monitor.tokens import (
+    MAX_DISPLAY_NAME_CHARS,
+    AttributeGrant,
+    Grants,
+    TokenError,
+    parse_attributes,
+    verify_rest_token,
+)
 
 STATUS_FOR = {Result.USER_NOT_FOUND: 404, Result.RATE_LIMITED: 429,
               Result.INTERNAL_ERROR: 500, Result.INVALID_CALL: 400}
@@ -72,6 +85,17 @@ class UserBody(BaseModel):
     attributes: list[AttributeValue]
     chatCustomer: bool = False
     displayName: str | None = None
+
+
+class GrantBody(BaseModel):
+    attribute: str
+    topic: str
+
+
+class UserRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    displayName: str | None = None
+    publish: list[GrantBody] | None = Field(default=None, max_length=MAX_ATTRIBUTE_GRANTS)
 
 
 class UserList(BaseModel):
@@ -230,6 +254,37 @@ class RequestGate:
         await self.app(scope, limited, send)
 
 
+def remember_user(state: HubState, project_id: int, user_id: str, display_name: str | None,
+                  publish: tuple[AttributeGrant, ...] | None, now_ms: int
+                  ) -> tuple[Effects, bool]:
+    """Make ``user_id`` known (offline), or give a known user a name or the topics its
+    attributes publish to (``None``: unchanged); the effects, and whether it is new.
+
+    A new user's ``offline`` is published through its grants: a monitor watching those
+    topics lists it at once. Its next login's token sets its name and grants anew.
+    """
+    before = state.user(project_id, user_id)
+    user = before or state.user_or_new(project_id, user_id)
+    name, grants = user.display_name, user.grants
+    if display_name is not None:
+        user.display_name = display_name
+    if publish is not None:
+        state.set_grants(user, Grants(grants.subscribe, publish, grants.supervise))
+    effects = Effects(ops=[UserRow(project_id, user_id, user.display_name, user.login_time,
+                                   user.grants)])
+
+    def undo() -> None:  # the store refused it: as if it never happened
+        user.display_name = name
+        state.set_grants(user, grants)
+        if before is None and not user.sessions:
+            state.users.pop((project_id, user_id), None)
+
+    effects.undo.append(undo)
+    if before is None:
+        effects.extend(state.set_value(user, ONLINE_STATUS, OFFLINE, now_ms))
+    return effects, before is None
+
+
 def _value_matches(stored: Any, wanted: str) -> bool:
     """``?value=`` compares with strings as they are and other values as JSON text."""
     return stored == wanted if isinstance(stored, str) else json.dumps(stored) == wanted
@@ -296,7 +351,14 @@ def build_app(hub: HubPort, installers: Sequence[RouteInstaller] = ()) -> FastAP
 
     Project = Annotated[int, Depends(project_of)]
 
-    def known_user(project_id: int, user_id: str) -> "User":
+    def limit_changes(request: Request) -> None:
+        """Each API key makes at most ``rest_change_rate_per_key`` changes a second."""
+        wait_s = change_limiter.wait(request.state.key_sid)
+        if wait_s:
+            raise ApiError(Result.RATE_LIMITED, "too many changes with this API key: slow down",
+                           headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
+
+    def known_user(project_id: int, user_id: str) -> User:
         user = hub.state.user(project_id, user_id)
         if user is None:
             raise ApiError(Result.USER_NOT_FOUND, f"user {user_id!r} not found")
@@ -308,6 +370,42 @@ def build_app(hub: HubPort, installers: Sequence[RouteInstaller] = ()) -> FastAP
         """A user's attributes; `onlineStatus` and `call` are always listed."""
         return known_user(project_id, userId).public()
 
+    @app.put("/v1/users/{userId}", response_model=UserBody, response_model_exclude_unset=True,
+             responses={**ERRORS, 201: {"model": UserBody}})
+    async def put_user(userId: str, project_id: Project, request: Request, response: Response,
+                       body: Annotated[UserRecord | None, Body()] = None) -> dict[str, Any]:
+        """Make a user known without a connection (an agent who has not logged in yet),
+        or change a known user's name and grants: body `{"displayName"?, "publish"?:
+        [{"attribute", "topic"}]}`. A new user is offline: listed by `GET /v1/users?
+        includeOffline=true` and in the snapshots of the topics it publishes to, and a
+        call reported for it publishes its `call`. 201 when created, else 200. Limited
+        like the PUT of attributes."""
+        limit_changes(request)
+        record = body or UserRecord()
+        if not 1 <= len(userId) <= MAX_USER_ID_CHARS or has_hidden_chars(userId) \
+                or userId != userId.strip():
+            raise ApiError(Result.INVALID_REQUEST, f"userId must be 1-{MAX_USER_ID_CHARS} "
+                           "characters, with no control or format character and no blank "
+                           "at either end")
+        name = record.displayName
+        if name is not None and (not 1 <= len(name) <= MAX_DISPLAY_NAME_CHARS
+                                 or has_hidden_chars(name)):
+            raise ApiError(Result.INVALID_REQUEST, f"displayName must be 1-"
+                           f"{MAX_DISPLAY_NAME_CHARS} characters, with no control or format "
+                           "character")
+        try:
+            published = None if record.publish is None else parse_attributes(
+                [grant.model_dump() for grant in record.publish])
+        except TokenError as exc:
+            raise ApiError(Result.INVALID_REQUEST, f"publish: {exc.message}") from None
+        effects, created = remember_user(hub.state, project_id, userId, name, published,
+                                         hub.now_ms())
+        if not await hub.submit(effects):
+            raise ApiError(Result.INTERNAL_ERROR, "the user could not be stored")
+        if created:
+            response.status_code = 201
+        return known_user(project_id, userId).public()
+
     @app.put("/v1/users/{userId}/attributes", response_model=UserBody,
              response_model_exclude_unset=True, responses=ERRORS)
     async def change_attributes(userId: str, changes: list[AttributeChange],
@@ -315,10 +413,7 @@ def build_app(hub: HubPort, installers: Sequence[RouteInstaller] = ()) -> FastAP
         """Change 1-50 attributes atomically; each change is published through the
         user's grants exactly like CHANGE_ATTRIBUTE. Answers once durable. Each API key
         may make `rest_change_rate_per_key` such requests a second (429 beyond)."""
-        wait_s = change_limiter.wait(request.state.key_sid)
-        if wait_s:
-            raise ApiError(Result.RATE_LIMITED, "too many changes with this API key: slow down",
-                           headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
+        limit_changes(request)
         user = known_user(project_id, userId)
         effects = hub.state.change_attributes(project_id, userId,
                                               [c.model_dump() for c in changes], hub.now_ms())
@@ -385,10 +480,7 @@ def build_app(hub: HubPort, installers: Sequence[RouteInstaller] = ()) -> FastAP
         """A supervisor sets a user's attribute: body `{"value", "by"?, "reason"?}`;
         published like the user's own change, with `changedBy` (`by`, default `rest`)
         and `reason` in its messages. Limited like the PUT of several attributes."""
-        wait_s = change_limiter.wait(request.state.key_sid)
-        if wait_s:
-            raise ApiError(Result.RATE_LIMITED, "too many changes with this API key: slow down",
-                           headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
+        limit_changes(request)
         action = supervisors.decide_set(REST_GRANTS, actor(body), project_id, userId,
                                         {**body, "attribute": attribute})
         await supervise(action, request)

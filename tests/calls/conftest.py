@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 
 from tests.calls.callwire import Users
@@ -24,6 +25,13 @@ def call_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
 
 
 @pytest.fixture
+def rest(call_hub: HubProcess) -> Iterator[httpx.Client]:
+    """The shared hub's REST API, with a REST token."""
+    with call_hub.rest() as client:
+        yield client
+
+
+@pytest.fixture
 async def users(call_hub: HubProcess) -> AsyncIterator[Users]:
     """Users of the shared hub for one test; their connections close when it ends."""
     opened = Users(call_hub)
@@ -31,4 +39,4 @@ async def users(call_hub: HubProcess) -> AsyncIterator[Users]:
     await opened.close_all()
 
 
-__all__ = ["call_hub", "make_hub", "users"]
+__all__ = ["call_hub", "make_hub", "rest", "users"]

@@ -153,9 +153,11 @@ async def test_a_busy_callee_publishes_nothing_and_callended_stays_true_to_life(
     assert [m["message"]["callEnded"] for m in ended] == [True, True]
 
 
-async def test_a_second_call_shows_once_the_first_one_ends(users: Users) -> None:
-    """A caller may start a second call while in one: the attribute keeps showing the
-    first; when it ends, the attribute moves to the call still in progress."""
+async def test_a_second_call_shows_and_the_first_one_ends_for_all_to_see(
+        users: Users) -> None:
+    """A caller may start a second call while in one: the attribute follows the second;
+    when the first ends, its Ended is published (callEnded false: she is still calling),
+    then the attribute shows the call still in progress again."""
     sup = await users.supervisor()
     alice, bob, dave = uid("alice"), uid("bob"), uid("dave")
     a = await users(alice)
@@ -166,15 +168,20 @@ async def test_a_second_call_shows_once_the_first_one_ends(users: Users) -> None
     await call_messages(sup, ALL_CALL_STATUS, first["callId"], 6)
     second = await call_ok(a, dave)
     assert second["status"] == "Calling"
-    (dave_calling,) = await call_messages(sup, ALL_CALL_STATUS, second["callId"], 1)
-    assert dave_calling["message"]["userId"] == dave
-    assert rest_user(users.hub, alice)["call"] == "Answered"
-    # bob hangs up: alice is still calling dave, and her attribute says so.
+    calling = await call_messages(sup, ALL_CALL_STATUS, second["callId"], 2)
+    check_message(calling[0], user=alice, call=second, new="Calling", old="Answered",
+                  ended=False)
+    check_message(calling[1], user=dave, call=second, new="Calling", old=None, ended=False)
+    assert rest_user(users.hub, alice)["call"] == "Calling"
+    # bob hangs up: alice's first call ends, and her attribute goes back to the second.
     assert (await control(b, HANGUP, first["callId"]))["r"] == 0
-    (bob_ended,) = await call_messages(sup, ALL_CALL_STATUS, first["callId"], 1)
-    assert bob_ended["message"]["userId"] == bob and bob_ended["message"]["callEnded"]
+    alice_ended, bob_ended = await call_messages(sup, ALL_CALL_STATUS, first["callId"], 2)
+    check_message(alice_ended, user=alice, call=first, new="Ended", old="Calling",
+                  ended=False)
+    check_message(bob_ended, user=bob, call=first, new="Ended", old="Answered", ended=True)
     (moved,) = await call_messages(sup, ALL_CALL_STATUS, second["callId"], 1)
-    check_message(moved, user=alice, call=second, new="Calling", old="Answered", ended=False)
+    check_message(moved, user=alice, call=second, new="Calling", old="Ended", ended=False)
+    assert moved["seq"] == alice_ended["seq"] + 1  # at once, before bob's end
     await no_call_messages(sup, first["callId"])
     assert rest_user(users.hub, alice)["call"] == "Calling"
     assert (await control(d, RINGING, second["callId"]))["r"] == 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -32,12 +32,6 @@ from tests.hub.wire import Wire
 from tests.hubproc import HubProcess
 
 CUSTOMER = "+84901234567"
-
-
-@pytest.fixture
-def rest(call_hub: HubProcess) -> Iterator[httpx.Client]:
-    with call_hub.rest() as client:
-        yield client
 
 
 @pytest.fixture

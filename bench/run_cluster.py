@@ -21,8 +21,9 @@ Workloads, the same client code as ``run_fanout.py`` and ``run_durable.py``:
   ``--rate R`` deliveries/s offered, or ``flat`` (a window of outstanding deliveries).
   Reported: deliveries/s, publish → receipt p50/p99 (all subscribers, and p99 of those
   on another node than the publisher's), loss after a drain.
-- durable: C clients (``--clients``) split over the nodes the same way, each with one
-  CHANGE_ATTRIBUTE in flight: acknowledged changes/s, p50/p99.
+- durable: C clients (``--clients``) split over the nodes the same way, each with
+  ``--inflight`` CHANGE_ATTRIBUTE in flight (1 by default; a client sends the next one
+  when a reply comes): acknowledged changes/s, p50/p99.
 
 For each process: CPU % of the measured window and µs of its CPU per unit of work
 (delivery, or acknowledged change) of the whole setup, so that the processes' figures
@@ -278,7 +279,8 @@ def durable_case(setup: str, cluster: targets.Cluster, args: argparse.Namespace
         count = n // nproc + (1 if k < n % nproc else 0)
         rx, tx = ctx.Pipe(duplex=False)
         p = ctx.Process(target=run_durable.ws_main,
-                        args=(k, "hub", ports[node_of[k]], first, count, 1, shared, tx),
+                        args=(k, "hub", ports[node_of[k]], first, count, args.inflight,
+                              shared, tx),
                         daemon=True)
         p.start()
         procs.append((p, rx))
@@ -313,6 +315,7 @@ def durable_case(setup: str, cluster: targets.Cluster, args: argparse.Namespace
                 samples += rx.recv().get("refusals", [])
         done = sum(a1) - sum(a0)
         out = {"setup": setup, "workload": "durable", "clients": n, "nodes": len(ports),
+               "inflight": args.inflight,
                "per_s": done / win.wall, **measure.percentiles(lat),
                "per_s_per_node": [(b - a) / win.wall for a, b in zip(a0, a1, strict=True)],
                "refused": sum(shared[run_durable.REFUSED + k] for k in range(nproc)),
@@ -346,7 +349,8 @@ FANOUT_COLUMNS = [
     ("cpu_vs_sqlite", "µs ÷ sqlite µs"), ("machine_busy_before_pct", "machine busy before %")]
 
 DURABLE_COLUMNS = [
-    ("setup", "setup"), ("clients", "clients"), ("per_s", "acknowledged/s"),
+    ("setup", "setup"), ("clients", "clients"), ("inflight", "in flight each"),
+    ("per_s", "acknowledged/s"),
     ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("refused", "refused"),
     ("node0_cpu_pct", "node0 CPU %"), ("node1_cpu_pct", "node1 CPU %"),
     ("redis_cpu_pct", "redis CPU %"), ("node0_us_per_op", "node0 µs/op"),
@@ -402,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", default="10000,flat",
                         help="fan-out: offered deliveries/s, or flat; comma list")
     parser.add_argument("--clients", type=int, default=100, help="durable: clients")
+    parser.add_argument("--inflight", type=int, default=1,
+                        help="durable: requests in flight per client")
     parser.add_argument("--duration", type=float, default=8.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--procs", type=int, default=2,
@@ -470,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         "Fan-out (subscribers spread over the nodes, publisher on node0):\n\n"
         + measure.table(fan, FANOUT_COLUMNS) if fan else "",
         f"Durable CHANGE_ATTRIBUTE ({args.clients} clients split over the nodes, "
-        "one in flight each):\n\n" + measure.table(dur, DURABLE_COLUMNS) if dur else "")
+        f"{args.inflight} in flight each):\n\n" + measure.table(dur, DURABLE_COLUMNS)
+        if dur else "")
         if t)
     print()
     print(text)

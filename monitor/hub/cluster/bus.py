@@ -41,6 +41,10 @@ class LogReader:
         self._lost = lost
         self._back = back
         self._client = connect(url, BLOCK_MS / 1000 + 5)
+        # XREAD's reply as hiredis parses it (nested lists): redis-py's own callback
+        # turns each entry into a dict in Python (2.3 µs per entry read without it, 4.0 with).
+        self._client.set_response_callback("XREAD", _raw)
+        self._command: Callable[..., Awaitable[Any]] = self._client.execute_command
         self._waiters: list[tuple[dict[int, str], asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
         self._streams: dict[str, int] = {}  # stream key -> project id
@@ -99,9 +103,10 @@ class LogReader:
                     self.connected = True
                     delay = BACKOFF_MIN_S
                     log.info("event=redis_reconnected url=%s", self.url)
-                streams: dict[Any, Any] = {prefix(p) + "log": i
-                                           for p, i in self.positions.items()}
-                reply = await self._client.xread(streams, count=READ_COUNT, block=BLOCK_MS)
+                keys = [prefix(p) + "log" for p in self.positions]
+                reply = await self._command(
+                    "XREAD", "COUNT", READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", *keys,
+                    *self.positions.values(), keys=keys)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -117,15 +122,23 @@ class LogReader:
             self._read(reply)
 
     def _read(self, reply: Any) -> None:
+        """Apply a raw XREAD reply: [[stream, [[id, [field, value, ...]], ...]], ...]
+        (RESP3 servers answer a map of stream to entries)."""
         if not reply:
             return
         items = reply.items() if isinstance(reply, dict) else reply
+        apply, positions = self._apply, self.positions
         for stream, entries in items:
             project_id = self._streams.get(stream)
-            if project_id is None:
+            if project_id is None or not entries:
                 continue
-            for entry_id, fields in entries:
-                self._apply(project_id, entry_id, fields)
-                self.positions[project_id] = entry_id
+            for entry_id, flat in entries:
+                pairs = iter(flat)
+                apply(project_id, entry_id, dict(zip(pairs, pairs, strict=True)))
+                positions[project_id] = entry_id
         self._flush()
         self._wake()
+
+
+def _raw(response: Any, **options: Any) -> Any:
+    return response

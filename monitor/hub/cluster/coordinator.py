@@ -15,7 +15,7 @@ from typing import Any
 
 from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire, Kick, Notify
 from monitor.hub.state import Effects, HubState, LoginHold, Send, Session, User, new_epoch
-from monitor.protocol import ALL_CALL_STATUS, CALL, ONLINE_STATUS
+from monitor.protocol import ALL_CALL_STATUS, CALL, ONLINE_STATUS, from_json
 from monitor.tokens import Grants
 
 
@@ -92,22 +92,30 @@ class RedisCoordinator:
         """Apply one log entry of kind ``a`` (attribute) or ``l`` (login); the topic
         messages for this node's subscribers (none unless ``live``)."""
         kind = fields.get("k")
+        if kind == "a":
+            return self._apply_change(state, project_id, fields, live)
         if kind == "l":
             user = state.user_or_new(project_id, fields["u"])
             if fields.get("d"):
                 user.display_name = fields["d"]
             user.login_time = int(fields["l"])
-            state.set_grants(user, Grants.from_json(json.loads(fields["g"])))
-            return []
-        if kind != "a":
-            return []
-        user = state.user_or_new(project_id, fields["u"])
-        name, value, ts = fields["n"], json.loads(fields["v"]), int(fields["t"])
-        extra = json.loads(fields["x"]) if fields.get("x") else None
+            state.set_grants(user, Grants.from_json(from_json(fields["g"])))
+        return []
+
+    @staticmethod
+    def _apply_change(state: HubState, project_id: int, fields: Mapping[str, str],
+                      live: bool) -> list[Send]:
+        # Every node runs this for every change of its projects: keep it lean.
+        user_id = fields["u"]
+        user = state.users.get((project_id, user_id)) or state.user_or_new(project_id,
+                                                                           user_id)
+        name, value, ts = fields["n"], from_json(fields["v"]), int(fields["t"])
+        extra_text = fields.get("x")
+        extra = from_json(extra_text) if extra_text else None
         if live:
             state.restore_value(user, name, value, ts, extra)
         elif name == CALL:
-            state.topic(project_id, ALL_CALL_STATUS).publishers.add((user.user_id, CALL))
+            state.topic(project_id, ALL_CALL_STATUS).publishers.add((user_id, CALL))
         numbers = fields.get("s", "").split()
         topics: list[tuple[str, int | None]] = []
         for i in range(0, len(numbers) - 1, 2):
@@ -116,9 +124,8 @@ class RedisCoordinator:
                 topics.append((topic, seq))
         if not topics:
             return []
-        message = state.message(project_id, user.user_id, name, json.loads(fields["o"]),
-                                value, ts, fields.get("e") == "1", fields.get("d") or None,
-                                extra)
+        message = state.message(project_id, user_id, name, from_json(fields["o"]), value,
+                                ts, fields.get("e") == "1", fields.get("d") or None, extra)
         sends = state.publish_message(project_id, message, topics)
         return sends if live else []
 
@@ -130,7 +137,7 @@ class RedisCoordinator:
             user.display_name = fields["dn"]
         user.login_time = int(fields["lt"]) if fields.get("lt") else None
         if "g" in fields:
-            state.set_grants(user, Grants.from_json(json.loads(fields["g"])))
+            state.set_grants(user, Grants.from_json(from_json(fields["g"])))
         if fields.get("ho"):  # a supervisor's logout: [until ms, by, reason]
             until, by, reason = json.loads(fields["ho"])
             user.hold = LoginHold(int(until), str(by), str(reason))

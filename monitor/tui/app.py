@@ -84,8 +84,9 @@ GRID_ACTIONS = frozenset({
     "filter", "clear_filter", "sort_next", "sort_reverse", "toggle_online",
     "toggle_on_call", "cycle_status_filter", "cycle_group_filter", "clear_filters",
     "toggle_log", "toggle_groups", "fold_all", "wallboard", "toggle_alerts",
-    "toggle_user_column", "detail"})
-"""What only the grid screen offers (an agent's own screen has no grid)."""
+    "toggle_user_column", "detail", "today"})
+"""What only the grid screen offers (an agent's own screen has no grid, nor a floor's
+day)."""
 ALERT_GAP_S = 10.0
 """At most one announcement (toast, bell, desktop notification) in this many seconds:
 alerts firing meanwhile are told together in the next one."""
@@ -143,6 +144,7 @@ class MonitorApp(HistoryViews, SupervisorActions):
         Binding("z", "fold_all", "Fold or open every group", show=False),
         Binding("u", "toggle_user_column", "User id column", show=False),
         Binding("w", "wallboard", "Wallboard"),
+        Binding("d", "today", "Today"),
         Binding("a", "toggle_alerts", "Alerts"),
         Binding("l", "toggle_log", "Log"),
     ]
@@ -212,7 +214,9 @@ class MonitorApp(HistoryViews, SupervisorActions):
             yield OwnStatusPanel(id="own-panel")
             yield AlertList(id="alerts")
             yield EventLog(id="log")
-        yield Footer(compact=True)
+        # Every key of the grid fits in 80 columns when the palette's is left to the help
+        # (`?`), which lists Ctrl+P; the palette has its own key on the other screens.
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         for theme in self.loaded_themes.themes.values():

@@ -370,9 +370,7 @@ class HistoryViews(App[None]):
     palette), the day in the agent detail, today's service level on the wallboard. The
     app provides the attributes below."""
 
-    # Not in the footer nor the help yet (their snapshots are being redrawn): the command
-    # palette has it, with its key.
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("d", "today", show=False)]
+    # The app binds `d` to action_today, among its own keys (the footer's order).
 
     model: AgentTable
     settings: Settings

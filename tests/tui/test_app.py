@@ -12,6 +12,7 @@ from monitor.tui.feed import CONNECTED, CONNECTING, OFFLINE, RECONNECTING, Link,
 from monitor.tui.screens import AgentDetail, HelpScreen, StatusPicker
 from monitor.tui.settings import Settings
 from monitor.tui.themes import LoadedThemes, load_themes, shipped_themes_dir
+from monitor.tui.today import TodayScreen
 from monitor.tui.widgets import AgentGrid, EventLog
 from tests.tui.scenario import (
     CALLS,
@@ -416,6 +417,7 @@ async def test_help_is_generated_from_the_bindings() -> None:
         for key, words in (("/", "Filter"), ("s", "My status"), ("n", "Online only"),
                            ("c", "On a call only"), ("b", "Filter by status"),
                            ("r", "Reverse sort"), ("l", "Log"), ("q", "Quit"),
+                           ("d", "Today"), ("w", "Wallboard"), ("a", "Alerts"),
                            ("⏎", "Agent detail (a group: fold / open)")):
             assert listed.get(key) == words, key
         assert "6=training" in listed["1-6"]
@@ -423,6 +425,25 @@ async def test_help_is_generated_from_the_bindings() -> None:
         assert "Quit" in text and "Filter" in text and "Keys" in text
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_the_footer_shows_every_view_of_the_grid_at_80x24() -> None:
+    """The Today view is found like the wallboard: its key in the footer, whole, at the
+    smallest size the monitor supports, and the key opens it."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        footer = screen_text(app).splitlines()[-1]
+        words = ["Quit", "Help", "Filter", "My status", "Sort", "Wallboard", "Today",
+                 "Alerts", "Log"]
+        assert [footer.find(word) >= 0 for word in words] == [True] * len(words), footer
+        assert "…" not in footer
+        await pilot.press("d")
+        await settle(app, pilot)
+        assert isinstance(app.screen, TodayScreen)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, TodayScreen)
 
 
 async def test_help_leaves_out_status_keys_when_read_only() -> None:

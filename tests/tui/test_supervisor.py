@@ -412,10 +412,11 @@ async def test_an_agents_own_screen_offers_no_grid_keys() -> None:
         await settle(app, pilot)
         footer = screen_text(app).splitlines()[-1]
         assert "Quit" in footer and "My status" in footer
-        for word in ("Filter", "Sort", "Log", "Wallboard"):
+        for word in ("Filter", "Sort", "Log", "Wallboard", "Today"):
             assert word not in footer, word
         keys = dict(app.help_keys())
         assert "Filter" not in keys.values() and "Focus Next" not in keys.values()
+        assert "Today" not in keys.values()
 
 
 def test_the_model_tells_groups_in_order() -> None:

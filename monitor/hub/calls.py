@@ -177,6 +177,17 @@ class CallBook:
                 del self.ended[next(iter(self.ended))]
         return call
 
+    def revert(self, call: Call, before: Call | None) -> Call | None:
+        """Put ``before`` back where ``call`` was put, unless something newer replaced
+        ``call`` meanwhile; the call's value now (None: no such call)."""
+        key = (call.project_id, call.call_id)
+        current = self.calls.get(key) or self.ended.get(key)
+        if current is not call:
+            return current
+        self.calls.pop(key, None)
+        self.ended.pop(key, None)
+        return self.put(before) if before is not None else None
+
     def replace_project(self, project_id: int, calls: list[Call]) -> None:
         """Make ``calls`` the project's calls in progress (a node loading the shared book)."""
         for key in [k for k in self.calls if k[0] == project_id]:

@@ -2,7 +2,13 @@
 
 Every transition goes through :meth:`Calls.transition`: it sets each hub-user
 party's ``call`` attribute (published to their ``call`` topic and ``ALL_CALL_STATUS`` by the
-state), tells the parties' connections (CALL_STATE), and stores the call.
+state), tells the parties' connections (CALL_STATE), and stores the call. Each operation's
+transitions are submitted guarded (:meth:`~monitor.hub.state.Coordinator.guard`): on
+several nodes, two changing one call cannot both win.
+
+The no-answer timer runs on every node that knows the call (each learns it from its own
+transitions and, on several nodes, from the log: :meth:`Calls.learn`); the first to end
+the call wins, the others' proposals are refused.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from functools import partial
 from typing import Any
 
 from monitor.hub.calls import (
@@ -54,8 +61,9 @@ class Calls:
         state = self.hub.state
         pid = call.project_id
         shown_before = {party: self._shown(pid, party) for party in call.parties()}
+        before = self.book.find(pid, call.call_id)
         self.book.put(call)
-        effects = Effects()
+        effects = Effects(undo=[partial(self._revert, call, before)])
         for party in call.parties():
             if state.user(pid, party) is None:
                 continue  # a customer's number: recorded on the call, no attribute
@@ -79,7 +87,8 @@ class Calls:
                                                  now_ms, self._message_extra(going_on),
                                                  always=True))
         effects.ops.append(CallRow(call.project_id, call.call_id,
-                                   call.to_json() if call.active else None))
+                                   call.to_json() if call.active else None,
+                                   previous.status.value if previous is not None else ""))
         effects.log.append(CallEvent(pid, call.to_json(), now_ms, tuple(
             party for party in call.parties() if state.user(pid, party) is not None)))
         notice = encode(CallService.CALL_STATE, {"call": call.to_json(), **(notice_extra or {})})
@@ -104,14 +113,22 @@ class Calls:
             extra["endReason"] = call.end_reason.value
         return extra
 
+    def _revert(self, call: Call, before: Call | None) -> None:
+        """Undo a transition that was not stored (or another node's came first)."""
+        current = self.book.revert(call, before)
+        if current is not None:
+            self._arm_no_answer(current)
+
     def _arm_no_answer(self, call: Call) -> None:
+        """A ringing internal call ends ``call_no_answer_ms`` after its last transition."""
         key = (call.project_id, call.call_id)
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
         if call.direction is Direction.INTERNAL and call.status in (CallStatus.CALLING,
                                                                     CallStatus.RINGING):
-            delay = self.hub.config.hub.call_no_answer_ms / 1000
+            due_ms = call.updated_ms + self.hub.config.hub.call_no_answer_ms
+            delay = max(due_ms - self.hub.now_ms(), 0) / 1000
             self._timers[key] = asyncio.get_running_loop().call_later(
                 delay, self._no_answer, key)
 
@@ -121,17 +138,34 @@ class Calls:
         if call is not None and call.status in (CallStatus.CALLING, CallStatus.RINGING):
             self.end(call, EndReason.NO_ANSWER)
 
+    def learn(self, call: Call) -> None:
+        """A call's latest value, decided elsewhere (another node, through the log)."""
+        self.book.put(call)
+        self._arm_no_answer(call)
+
+    def load_project(self, project_id: int, calls: list[Call]) -> None:
+        """Make ``calls`` the project's calls in progress (a node loading the shared book)
+        and time the ringing ones."""
+        self.book.replace_project(project_id, calls)
+        for call in calls:
+            self._arm_no_answer(call)
+
+    def submit(self, effects: Effects) -> asyncio.Future[bool]:
+        """Submit one operation's transitions, all or nothing against other nodes."""
+        return self.hub.submit(self.hub.state.coordinator.guard(effects))
+
     def end(self, call: Call, reason: EndReason) -> asyncio.Future[bool]:
         """End a call for the hub's own reasons (timeouts, disconnects, shutdown)."""
         now = self.hub.now_ms()
-        return self.hub.submit(self.transition(advance(call, CallStatus.ENDED, now, reason),
-                                               call, now))
+        return self.submit(self.transition(advance(call, CallStatus.ENDED, now, reason),
+                                           call, now))
 
     # -- telephony (REST) ---------------------------------------------------------------
 
     def report(self, project_id: int, call_id: str, from_: object, to: object,
                status: object) -> tuple[Call, Effects]:
-        """A telephony system reports a call's status; unknown calls start here."""
+        """A telephony system reports a call's status; unknown calls start here. The
+        effects come guarded (submit them as they are)."""
         if not isinstance(call_id, str) or not 1 <= len(call_id) <= MAX_CALL_ID_CHARS:
             raise CallError("callId must be 1-128 characters", Result.INVALID_REQUEST)
         if has_hidden_chars(call_id):
@@ -153,7 +187,7 @@ class Calls:
             call = Call(project_id, call_id, from_, to, new_status, Direction.EXTERNAL, now, now,
                         ringing_ms=now if new_status is not CallStatus.CALLING else None,
                         answered_ms=now if new_status is CallStatus.ANSWERED else None)
-            return call, self.transition(call, None, now)
+            return call, self.hub.state.coordinator.guard(self.transition(call, None, now))
         if (from_ not in (None, current.from_)) or (to not in (None, current.to)):
             raise CallError(f"call {call_id!r} is between {current.from_} and {current.to}",
                             Result.INVALID_REQUEST)
@@ -161,7 +195,7 @@ class Calls:
             return current, Effects()
         reason = EndReason.REPORTED if new_status is CallStatus.ENDED else None
         call = advance(current, new_status, now, reason)
-        return call, self.transition(call, current, now)
+        return call, self.hub.state.coordinator.guard(self.transition(call, current, now))
 
     # -- client call control --------------------------------------------------------------
 
@@ -175,13 +209,16 @@ class Calls:
                 service, request_id, Result.SUCCESS, **extra))))
             effects.failure_sends.append(((peer,), encode(service, reply(
                 service, request_id, Result.INTERNAL_ERROR, "call could not be stored"))))
+            effects.refused_sends.append(((peer,), encode(service, reply(
+                service, request_id, Result.INVALID_CALL,
+                "the call changed meanwhile (CALL_STATE says how)"))))
         except CallError as exc:
             hub.metrics.refused("ws", exc.r)
             log.info("event=request_refused user=%s service=%d r=%d reason=%r",
                      session.user.user_id, service, int(exc.r), exc.message)
             effects = Effects(sends=[((peer,), encode(service, reply(
                 service, request_id, exc.r, exc.message)))])
-        hub.submit(effects)
+        self.submit(effects)
 
     def _own_call(self, session: Session, body: dict[str, Any]) -> Call:
         call_id = body.get("callId")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Protocol
@@ -30,13 +30,18 @@ log = logging.getLogger("monitor.hub")
 Pending = tuple[Effects, "asyncio.Future[bool]"]
 
 
+Refused = Collection[int]
+"""The ``id()`` of each op an engine shared by several nodes refused (a guarded op whose
+guard failed: see :meth:`~monitor.hub.state.Coordinator.guard`); the rest were written."""
+
+
 class Writer(Protocol):
     """What the pipeline needs of a store."""
 
-    def write(self, ops: list[Any]) -> Awaitable[None] | None:
+    def write(self, ops: list[Any]) -> Awaitable[Refused | None] | None:
         """Make ``ops`` durable in one transaction, or raise. Return None once done, or
-        an awaitable that completes (or raises) when it is. Each :class:`Effects`'
-        ``log`` entries follow its ``ops``."""
+        an awaitable that completes (or raises) when it is, with the ops refused, if any.
+        Each :class:`Effects`' ``log`` entries follow its ``ops``."""
         ...
 
     def failed(self, ops: Sequence[Any], error: BaseException) -> None:
@@ -59,6 +64,7 @@ class CommitPipeline:
         self._writing: asyncio.Future[Any] | None = None
         self._sealing = False
         self.failures = 0
+        self.refused = 0  # effects an engine shared by several nodes refused
         self.batches = 0
 
     def submit(self, effects: Effects) -> asyncio.Future[bool]:
@@ -115,12 +121,19 @@ class CommitPipeline:
         if error is not None:
             self._failed(error, batch, ops)
         else:
-            self._done(batch)
+            self._done(batch, future.result())
         self._pump()
 
-    def _done(self, batch: list[Pending]) -> None:
+    def _done(self, batch: list[Pending], refused: Refused | None = None) -> None:
         self.batches += 1
-        self._release(batch, True)
+        if not refused:
+            self._release(batch, True)
+            return
+        # Refused effects fail alone (another node won); the others were written.
+        lost = {id(p) for p in batch if any(id(op) in refused for op in p[0].ops)}
+        self.refused += len(lost)
+        self._release([p for p in batch if id(p) not in lost], True)
+        self._release([p for p in batch if id(p) in lost], False, refused=True)
 
     def _failed(self, error: BaseException, batch: list[Pending], ops: list[Any]) -> None:
         self.failures += 1
@@ -131,7 +144,7 @@ class CommitPipeline:
         except Exception:
             log.exception("event=store_failure_handling_failed")
 
-    def _release(self, batch: list[Pending], durable: bool) -> None:
+    def _release(self, batch: list[Pending], durable: bool, refused: bool = False) -> None:
         if not durable:
             # Newest first across the whole batch: two changes of one value undo to the first.
             for effects, _ in reversed(batch):
@@ -144,7 +157,12 @@ class CommitPipeline:
             if durable:
                 for make in effects.then:
                     self._send(make)
-            self._send(partial(getattr, effects, "sends" if durable else "failure_sends"))
+            if durable:
+                self._send(partial(getattr, effects, "sends"))
+            elif refused and effects.refused_sends:
+                self._send(partial(getattr, effects, "refused_sends"))
+            else:
+                self._send(partial(getattr, effects, "failure_sends"))
             if not future.done():
                 future.set_result(durable)
 

@@ -45,6 +45,14 @@ class CallPort(Protocol):
         """A user has no connection left: end their client-driven calls."""
         ...
 
+    def learn(self, call: Call) -> None:
+        """A call's latest value, decided on another node."""
+        ...
+
+    def load_project(self, project_id: int, calls: list[Call]) -> None:
+        """Make ``calls`` the project's calls in progress (a node loading the shared book)."""
+        ...
+
 
 class HubPort(Protocol):
     """The hub as its edges see it."""

@@ -512,6 +512,10 @@ def build_app(hub: HubPort, installers: Sequence[RouteInstaller] = ()) -> FastAP
         except CallError as exc:
             raise ApiError(exc.r, exc.message) from None
         if not await hub.submit(effects):
+            now = hub.calls.book.find(project_id, callId)
+            if now is not None and now != call:  # another node's report came first
+                raise ApiError(Result.INVALID_CALL, f"call {callId!r} changed meanwhile: "
+                               f"now {now.status.value}")
             raise ApiError(Result.INTERNAL_ERROR, "call could not be stored")
         return call.to_json()
 

@@ -163,7 +163,9 @@ class Hub:
         self.submit(self.state.disconnect(peer, self.now_ms(), immediate=immediate))
         self.schedule_offline_expiry()
         user = session.user
-        if not user.sessions and self.calls is not None:
+        # On several nodes, Redis says when the last connection anywhere closed.
+        if not user.sessions and self.calls is not None \
+                and self.state.coordinator.presence_is_local:
             self.calls.party_gone(user.project_id, user.user_id)
 
     def kick(self, project_id: int, user_id: str) -> int:

@@ -69,11 +69,14 @@ class AttributeRow:
 
 @dataclass(frozen=True, slots=True)
 class CallRow:
-    """An active call as stored (``data`` is ``Call.to_json()``); ``None`` deletes it."""
+    """An active call as stored (``data`` is ``Call.to_json()``); ``None`` deletes it.
+    ``expected``: the call's status before this change ('' for a new call), which an
+    engine shared by several nodes checks (see :meth:`Coordinator.guard`)."""
 
     project_id: int
     call_id: str
     data: dict[str, Any] | None
+    expected: str | None = None
 
 
 StoreOp = UserRow | AttributeRow | CallRow
@@ -88,12 +91,15 @@ class Effects:
     only be made once the ops are durable (and, on several nodes, applied here: the
     AUTHEN reply counts what the log brought before it); they go out before ``sends``.
     ``log``: what the event log records of them, made durable with the ops.
+    ``refused_sends`` go out instead of ``failure_sends`` when an engine shared by several
+    nodes refused the ops because what they guard changed meanwhile (:meth:`Coordinator.guard`).
     """
 
     ops: list[Any] = field(default_factory=list)  # StoreOp, or an engine's own proposals
     log: list[LogEvent] = field(default_factory=list)
     sends: list[Send] = field(default_factory=list)
     failure_sends: list[Send] = field(default_factory=list)
+    refused_sends: list[Send] = field(default_factory=list)
     undo: list[Callable[[], None]] = field(default_factory=list)
     then: list[Callable[[], list[Send]]] = field(default_factory=list)
     result: Result = Result.SUCCESS
@@ -105,6 +111,7 @@ class Effects:
         self.log += other.log
         self.sends += other.sends
         self.failure_sends += other.failure_sends
+        self.refused_sends += other.refused_sends
         self.undo += other.undo
         self.then += other.then
 
@@ -263,6 +270,18 @@ class Coordinator(Protocol):
         node, and the user's connections close (after what ``effects`` sends them)."""
         ...
 
+    def guard(self, effects: Effects) -> Effects:
+        """Make ``effects`` (one call-control operation's) all or nothing against other
+        nodes: refused, as a whole, if a call its :class:`CallRow` ops change is no longer
+        in the status they expect (two nodes changing one call: exactly one wins)."""
+        ...
+
+    @property
+    def presence_is_local(self) -> bool:
+        """Whether this node's connections are all the user's (one node): a user whose
+        last connection here closed has none anywhere."""
+        ...
+
 
 class LocalCoordinator:
     """One node: the state decides everything at once."""
@@ -301,6 +320,13 @@ class LocalCoordinator:
 
     def reachable(self, user: User) -> bool:
         return bool(user.sessions)
+
+    def guard(self, effects: Effects) -> Effects:
+        return effects  # nobody else changes a call meanwhile
+
+    @property
+    def presence_is_local(self) -> bool:
+        return True
 
     def log_out(self, state: HubState, effects: Effects, user: User, hold: LoginHold) -> None:
         # Held at once; the hub closes the connections once the effects are sent.

@@ -53,9 +53,9 @@ class FakeNode:
         self.retried: list[Any] = []
 
     async def write(self, ops: list[Any], find_call: Callable[[int, str], Any]
-                    ) -> dict[int, str]:
+                    ) -> tuple[dict[int, str], set[int]]:
         self.disk.write(ops)
-        return {PROJECT: f"{len(self.disk.writes)}-0"}
+        return {PROJECT: f"{len(self.disk.writes)}-0"}, set()
 
     def find_call(self, project_id: int, call_id: str) -> None:
         return None
@@ -191,3 +191,35 @@ async def test_an_undo_that_raises_leaves_the_other_undos_run_and_the_batch_reso
     assert await resolved(futures) == [False, False]
     assert log == ["undo second", "undo first"]
     assert wire.texts == ["first!", "second!"]
+
+
+class RefusingNode(FakeNode):
+    """A Redis stand-in that refuses the ops named (as Redis refuses a guarded call
+    transition another node got in first)."""
+
+    def __init__(self, disk: Disk, refuse: set[str]) -> None:
+        super().__init__(disk)
+        self.refuse = refuse
+
+    async def write(self, ops: list[Any], find_call: Callable[[int, str], Any]
+                    ) -> tuple[dict[int, str], set[int]]:
+        last, _ = await super().write(ops, find_call)
+        return last, {id(o) for o in ops if repr(o) in self.refuse}
+
+
+async def test_refused_ops_fail_their_effects_alone(disk: Disk, wire: RefusingWire) -> None:
+    refused_op = effects("B").ops[0]
+    node = RefusingNode(disk, {repr(refused_op)})
+    pipe = CommitPipeline(RedisWriter(cast("ClusterNode", node)), wire.emit)
+    log: list[str] = []
+    batch = [effects(tag, log=log) for tag in ("A", "B", "C")]
+    batch[1].refused_sends = [(("h",), "B?")]
+    futures = [pipe.submit(e) for e in batch]
+    assert await resolved(futures) == [True, False, True]
+    # The refused one's undo ran and its refused sends went out instead of its sends;
+    # the batch was not a store failure.
+    assert log == ["undo B"]
+    assert sorted(wire.texts) == ["A", "B?", "C"]
+    assert pipe.refused == 1 and pipe.failures == 0 and node.last_error == ""
+    await asyncio.wait_for(pipe.drain(), 5)
+    pipe.close()

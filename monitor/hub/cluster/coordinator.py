@@ -13,9 +13,18 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire, Kick, Notify
-from monitor.hub.state import Effects, HubState, LoginHold, Send, Session, User, new_epoch
-from monitor.protocol import ALL_CALL_STATUS, CALL, ONLINE_STATUS, from_json
+from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire, Guarded, Kick, Notify
+from monitor.hub.state import (
+    CallRow,
+    Effects,
+    HubState,
+    LoginHold,
+    Send,
+    Session,
+    User,
+    new_epoch,
+)
+from monitor.protocol import ALL_CALL_STATUS, CALL, ONLINE_STATUS, from_json, to_json
 from monitor.tokens import Grants
 
 
@@ -46,16 +55,16 @@ class RedisCoordinator:
         """The reply, the resumed messages and the subscriptions wait until the login is
         in the log and this node has read it: the reply's seqs then count every message
         sent before it, and none is missed or sent twice, whichever node the client was
-        on before."""
-        user = session.user
+        on before. Its ``clients`` then add the user's connections on other nodes."""
+        connect = connect_op(session, body["loginTime"])
 
         def attach() -> list[Send]:
             if state.sessions.get(session.handle) is not session:
                 return []  # gone while the login was being stored
+            body["clients"] = [*body["clients"], *map(from_json, connect.others)]
             return state.attach(session, body, resume)
 
-        effects.ops.append(Connect(user.project_id, user.user_id, session.connection_id,
-                                   body["loginTime"]))
+        effects.ops.append(connect)
         effects.then.append(attach)
 
     def detach(self, state: HubState, session: Session, effects: Effects, now_ms: int,
@@ -84,6 +93,25 @@ class RedisCoordinator:
         # when the log brings the kick, after the notice before it.
         effects.ops.append(Kick(user.project_id, user.user_id, hold.until_ms, hold.by,
                                 hold.reason))
+
+    def guard(self, effects: Effects) -> Effects:
+        # Redis checks each call's status first (scripts.BATCH, kind G): the later of two
+        # nodes changing one call is refused, ops and event log entries alike.
+        checks: dict[str, str] = {}
+        project_id = 0
+        for op in effects.ops:
+            if isinstance(op, CallRow) and op.expected is not None:
+                checks.setdefault(op.call_id, op.expected)
+                project_id = op.project_id
+        if checks:
+            effects.ops = [Guarded(project_id, tuple(checks.items()),
+                                   (*effects.ops, *effects.log))]
+            effects.log = []
+        return effects
+
+    @property
+    def presence_is_local(self) -> bool:
+        return False  # the user may hold connections on other nodes: Redis says (``g``)
 
     # -- the log ------------------------------------------------------------------------
 
@@ -187,3 +215,10 @@ class RedisCoordinator:
                 expected -= 1
             topic.history.clear()
             topic.history.extend(reversed(run))
+
+
+def connect_op(session: Session, now_ms: int) -> Connect:
+    """The proposal that ``session``'s connection holds its user online, on this node."""
+    user = session.user
+    return Connect(user.project_id, user.user_id, session.connection_id, now_ms,
+                   to_json(session.client))

@@ -2,7 +2,7 @@
 
 Each change is logged by the script that decides it (``publish`` in
 :mod:`monitor.hub.cluster.scripts`), so a change and its log entry are one atomic step; a
-call transition by ``HCALL`` in the same round trip as the rest of its batch. Keys under
+call transition by ``hist_call`` in the same script as the rest of its batch. Keys under
 the project's prefix ``hub:{P}:``::
 
     hist        stream: every event (field ``e``, its JSON), id ``ms-n`` at the event's
@@ -126,23 +126,25 @@ local function log_change(user, name, value, old, ts, extra, seqs)
 end
 """
 
-# ARGV[3] ms, [4] the event's JSON, [5] call id, [6] offered ms, [7] "started answered
-# ended", [8] the callee if a hub user whose figures it moves (else ''), [9] handled,
-# [10] missed.
-HCALL_BODY = r"""
-local ts = ARGV[3]
-if redis.call('HGET', P .. 'hcfg', 'off') == '1' then return last_id() end
-local id = hist_add(ts, ARGV[4])
-redis.call('ZADD', P .. 'hcalls', ARGV[6], ARGV[5])
-redis.call('HSET', P .. 'hcall', ARGV[5], ARGV[7])
-if ARGV[8] ~= '' then
-  local cp = cp_load(ARGV[8], ts)
-  cp_advance(cp, tonumber(ts))
-  cp[9] = cp[9] + tonumber(ARGV[9])
-  cp[10] = cp[10] + tonumber(ARGV[10])
-  cp_save(ARGV[8], cp, id)
+# A call transition in the event log, from ARGV[o]: ms, the event's JSON, call id,
+# offered ms, "started answered ended", the callee if a hub user whose figures it moves
+# (else ''), handled, missed.
+HCALL_LUA = r"""
+local function hist_call(o)
+  local ts = ARGV[o]
+  if redis.call('HGET', P .. 'hcfg', 'off') == '1' then return end
+  local id = hist_add(ts, ARGV[o + 1])
+  redis.call('ZADD', P .. 'hcalls', ARGV[o + 3], ARGV[o + 2])
+  redis.call('HSET', P .. 'hcall', ARGV[o + 2], ARGV[o + 4])
+  local callee = ARGV[o + 5]
+  if callee ~= '' then
+    local cp = cp_load(callee, ts)
+    cp_advance(cp, tonumber(ts))
+    cp[9] = cp[9] + tonumber(ARGV[o + 6])
+    cp[10] = cp[10] + tonumber(ARGV[o + 7])
+    cp_save(callee, cp, id)
+  end
 end
-return last_id()
 """
 
 ENTRY_ID = re.compile(r"\d{1,20}-\d{1,20}")

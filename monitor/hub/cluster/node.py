@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from monitor.hub.calls import Call
 from monitor.hub.cluster.bus import BACKOFF_MAX_S, BACKOFF_MIN_S, LogReader
-from monitor.hub.cluster.coordinator import RedisCoordinator
+from monitor.hub.cluster.coordinator import RedisCoordinator, connect_op
 from monitor.hub.cluster.history import RedisHistory
-from monitor.hub.cluster.ops import Connect, Kick
+from monitor.hub.cluster.ops import Kick
 from monitor.hub.cluster.pipeline import READ_BACK_S, RedisWriter
 from monitor.hub.cluster.presence import Presence
 from monitor.hub.cluster.redis_store import RedisStore, stream_id
@@ -123,7 +123,7 @@ class ClusterNode:
             for user_id, fields in loaded.users.items():
                 coordinator.load_user_fields(state, project_id, user_id, fields)
             if self.hub.calls is not None:
-                self.hub.calls.book.replace_project(project_id, [
+                self.hub.calls.load_project(project_id, [
                     Call.from_json(project_id, json.loads(text))
                     for text in loaded.calls.values()])
             positions[project_id] = loaded.last_id
@@ -138,7 +138,11 @@ class ClusterNode:
         elif kind == "c" and self.hub.calls is not None:
             data = json.loads(fields["v"])
             if "status" in data:
-                self.hub.calls.book.put(Call.from_json(project_id, data))
+                self.hub.calls.learn(Call.from_json(project_id, data))
+        elif kind == "g" and self.hub.calls is not None:
+            # The user's last connection, on any node, closed: every node proposes to end
+            # the user's calls; Redis lets one proposal per call win.
+            self.hub.calls.party_gone(project_id, fields["u"])
         elif kind == "n":
             skip = fields.get("x")
             targets = [handle for user_id in json.loads(fields["u"])
@@ -223,8 +227,7 @@ class ClusterNode:
 
     def register_connections(self) -> None:
         now = self.now_ms()
-        ops = [Connect(s.user.project_id, s.user.user_id, s.connection_id, now)
-               for s in self.state.sessions.values()]
+        ops = [connect_op(s, now) for s in self.state.sessions.values()]
         if ops:
             self.hub.submit(Effects(ops=ops))
 

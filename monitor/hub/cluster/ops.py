@@ -8,7 +8,7 @@ log, like every other node.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -37,6 +37,9 @@ class Connect:
     user_id: str
     connection_id: str
     now_ms: int
+    client: str = "{}"  # the client's description (JSON), for every node's ``clients``
+    # Filled in by the store: the user's clients on other nodes (JSON texts).
+    others: list[str] = field(default_factory=list, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,4 +89,16 @@ class Kick:
     reason: str = ""
 
 
-ClusterOp = Change | Connect | Disconnect | Expire | Notify | Kick
+@dataclass(frozen=True, slots=True)
+class Guarded:
+    """``ops`` (one call-control operation's) happen only if each call of ``checks`` is
+    still in the status this node saw (call id, status; '' for a call not made yet);
+    else Redis refuses them all, and the operation fails: another node changed the call
+    first, and its outcome is in the log."""
+
+    project_id: int
+    checks: tuple[tuple[str, str], ...]
+    ops: tuple[Any, ...]
+
+
+ClusterOp = Change | Connect | Disconnect | Expire | Notify | Kick | Guarded

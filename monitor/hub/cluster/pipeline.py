@@ -44,12 +44,13 @@ class RedisWriter:
     def __init__(self, node: WriterNode) -> None:
         self.node = node
 
-    async def write(self, ops: list[Any]) -> None:
+    async def write(self, ops: list[Any]) -> set[int]:
         node = self.node
-        last = await node.store.write(ops, node.find_call)
+        last, refused = await node.store.write(ops, node.find_call)
         node.last_error = ""
         if not await node.reader.reached(last, READ_BACK_S):
             log.warning("event=read_back_slow targets=%s", last)
+        return refused
 
     def failed(self, ops: Sequence[Any], error: BaseException) -> None:
         self.node.write_failed(error)

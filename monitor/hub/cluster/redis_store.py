@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from monitor.hub.cluster import scripts
-from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire, Kick, Notify
+from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire, Guarded, Kick, Notify
 from monitor.hub.history import CallEvent, call_counts
 from monitor.hub.state import CallRow, UserRow
 from monitor.protocol import ALL_CALL_STATUS, CALL
@@ -60,7 +60,7 @@ def grant_map(grants: Grants) -> list[str]:
 
 
 def hcall_args(event: CallEvent) -> list[Any]:
-    """The HCALL script's arguments for a call transition (scripts.HCALL)."""
+    """The arguments of a call transition's event log entry (``hist_call``)."""
     call = event.call
     handled, missed = call_counts(call)
     callee = call.get("to")
@@ -101,9 +101,7 @@ class RedisStore:
         self.node_id = node_id
         self.redis = connect(url)
         self.scripts = {name: self.redis.register_script(getattr(scripts, name))
-                        for name in ("CHANGE", "LOGIN", "CONNECT", "DISCONNECT", "EXPIRE",
-                                     "SWEEP", "DUE", "LEASE", "RELEASE", "CALL", "NOTIFY", "KICK",
-                                     "STATE", "HCALL")}
+                        for name in ("BATCH", "SWEEP", "DUE", "LEASE", "RELEASE", "STATE")}
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -115,73 +113,99 @@ class RedisStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def _calls(self, ops: Sequence[Any], find_call: Callable[[int, str], Any]
-               ) -> list[tuple[str, int, list[Any]]]:
-        """Each op as (script, project, args); consecutive changes of one user merge into
-        one script call (a REST PUT of several attributes is applied all or none)."""
-        out: list[tuple[str, int, list[Any]]] = []
+    def _ops(self, ops: Sequence[Any], find_call: Callable[[int, str], Any]
+             ) -> dict[int, list[tuple[str, list[Any], Any]]]:
+        """Each project's ops as (kind, args, op) for the BATCH script, in order;
+        consecutive changes of one user merge into one (a REST PUT of several attributes
+        is applied all or none)."""
+        out: dict[int, list[tuple[str, list[Any], Any]]] = {}
+        mergeable = False
         for op in ops:
+            batch = out.setdefault(op.project_id, [])
             if isinstance(op, Change):
                 group = [op.name, dumps(op.value), op.updated_ms, int(op.always),
                          dumps(op.extra) if op.extra else "",
                          ALL_CALL_STATUS if op.name == CALL else "",
                          "" if op.topics is None else "=" + " ".join(op.topics)]
-                last = out[-1] if out else None
-                if last and last[0] == "CHANGE" and last[1] == op.project_id \
-                        and last[2][0] == op.user_id:
-                    last[2].extend(group)
+                last = batch[-1] if batch else None
+                if mergeable and last and last[0] == "C" and last[1][0] == op.user_id:
+                    last[1].extend(group)
                 else:
-                    out.append(("CHANGE", op.project_id, [op.user_id, *group]))
+                    batch.append(("C", [op.user_id, *group], op))
+                mergeable = True
+                continue
+            mergeable = False
+            if isinstance(op, Guarded):
+                guarded = self._ops(op.ops, find_call).get(op.project_id, [])
+                checks = [text for check in op.checks for text in check]
+                batch.append(("G", [len(guarded), *checks], op))
+                batch += guarded
             elif isinstance(op, UserRow):
-                out.append(("LOGIN", op.project_id, [
-                    op.user_id, op.display_name or "", op.login_time or 0,
-                    dumps(op.grants.to_json()), *grant_map(op.grants)]))
+                batch.append(("L", [op.user_id, op.display_name or "", op.login_time or 0,
+                                    dumps(op.grants.to_json()), *grant_map(op.grants)], op))
             elif isinstance(op, Connect):
-                out.append(("CONNECT", op.project_id, [op.user_id, op.connection_id,
-                                                       self.node_id, op.now_ms]))
+                batch.append(("O", [op.user_id, op.connection_id, op.now_ms, op.client], op))
             elif isinstance(op, Disconnect):
-                out.append(("DISCONNECT", op.project_id, [
-                    op.user_id, op.connection_id, self.node_id, op.now_ms, op.grace_ms]))
+                batch.append(("D", [op.user_id, op.connection_id, op.now_ms, op.grace_ms],
+                              op))
             elif isinstance(op, Expire):
-                out.append(("EXPIRE", op.project_id, [op.user_id, op.now_ms]))
+                batch.append(("E", [op.user_id, op.now_ms], op))
             elif isinstance(op, CallRow):
                 data = op.data
                 if data is None:  # ended: other nodes keep the ended call, like this one
                     ended = find_call(op.project_id, op.call_id)
                     data = ended.to_json() if ended is not None else {"callId": op.call_id}
-                out.append(("CALL", op.project_id, [op.call_id, dumps(data),
-                                                    int(op.data is not None)]))
+                batch.append(("A", [op.call_id, dumps(data), int(op.data is not None),
+                                    data.get("endedAt") or 0], op))
             elif isinstance(op, Notify):
-                out.append(("NOTIFY", op.project_id, [dumps(list(op.user_ids)), op.frame,
-                                                      op.skip, int(op.if_others)]))
+                batch.append(("N", [dumps(list(op.user_ids)), op.frame, op.skip,
+                                    int(op.if_others)], op))
             elif isinstance(op, CallEvent):
-                out.append(("HCALL", op.project_id, hcall_args(op)))
+                batch.append(("H", hcall_args(op), op))
             elif isinstance(op, Kick):
                 hold = dumps([op.hold_until_ms, op.by, op.reason]) if op.hold_until_ms else ""
-                out.append(("KICK", op.project_id, [op.user_id, hold]))
+                batch.append(("K", [op.user_id, hold], op))
             else:
                 raise TypeError(f"cannot store {op!r}")
         return out
 
     async def write(self, ops: Sequence[Any], find_call: Callable[[int, str], Any]
-                    ) -> dict[int, str]:
-        """Run every op in one pipeline; the last log id of each project touched.
-        Raises if Redis did not answer every script (the batch is then refused)."""
-        calls = self._calls(ops, find_call)
-        if not calls:
-            return {}
-        pipe = self.redis.pipeline(transaction=False)
-        for name, project_id, args in calls:
+                    ) -> tuple[dict[int, str], set[int]]:
+        """Run each project's ops as one BATCH script call (one round trip for them
+        all): the last log id of each project touched, and the ``id()`` of each
+        :class:`Guarded` op Redis refused. Raises if Redis did not answer every script
+        (the batch is then refused)."""
+        batches = self._ops(ops, find_call)
+        if not batches:
+            return {}, set()
+        calls = []
+        for project_id, batch in batches.items():
             p = prefix(project_id)
-            await self.scripts[name](keys=[p + "log"], args=[p, LOG_MAXLEN, *args],
-                                     client=pipe)
-        results = await pipe.execute(raise_on_error=True)
+            args: list[Any] = [p, LOG_MAXLEN, self.node_id]
+            for kind, op_args, _ in batch:
+                args += [kind, len(op_args), *op_args]
+            calls.append((project_id, batch, args))
+        script = self.scripts["BATCH"]
+        if len(calls) == 1:
+            project_id, _, args = calls[0]
+            results = [await script(keys=[prefix(project_id) + "log"], args=args)]
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for project_id, _, args in calls:
+                await script(keys=[prefix(project_id) + "log"], args=args, client=pipe)
+            results = await pipe.execute(raise_on_error=True)
         last: dict[int, str] = {}
-        for (_, project_id, _), result in zip(calls, results, strict=True):
-            text = result[0] if isinstance(result, list) else result
-            if project_id not in last or stream_id(text) > stream_id(last[project_id]):
-                last[project_id] = text
-        return last
+        refused: set[int] = set()
+        for (project_id, batch, _), result in zip(calls, results, strict=True):
+            last[project_id] = result[0]
+            for i in range(1, len(result) - 1, 2):
+                op = batch[int(result[i]) - 1][2]
+                out = result[i + 1]
+                if isinstance(op, Guarded) and out == "!":
+                    refused.add(id(op))
+                elif isinstance(op, Connect) and isinstance(out, list):
+                    op.others[:] = [str(text) for text in out]
+        return last, refused
 
     # -- reads ----------------------------------------------------------------------------
 

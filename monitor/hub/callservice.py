@@ -61,9 +61,9 @@ class Calls:
         state = self.hub.state
         pid = call.project_id
         shown_before = {party: self._shown(pid, party) for party in call.parties()}
-        before = self.book.find(pid, call.call_id)
+        stored_before = self.book.find(pid, call.call_id)
         self.book.put(call)
-        effects = Effects(undo=[partial(self._revert, call, before)])
+        effects = Effects(undo=[partial(self._revert, call, stored_before)])
         for party in call.parties():
             if state.user(pid, party) is None:
                 continue  # a customer's number: recorded on the call, no attribute

@@ -198,3 +198,18 @@ async def test_connections_swept_from_a_dead_node_are_announced_to_other_devices
     assert doomed.authen is not None
     assert body["connectionId"] == doomed.authen["connectionId"]
     await survivor.close()
+
+
+async def test_a_node_stopping_cleanly_leaves_its_users_calls_to_the_other_nodes(
+        nodes: list[HubProcess]) -> None:
+    leaving_id, staying_id = uid("stop_a"), uid("stop_b")
+    leaving = await agent(nodes[0], leaving_id)
+    staying = await agent(nodes[1], staying_id)
+    call_id = str((await call_ok(staying, leaving_id))["callId"])
+    await incoming(leaving, call_id)
+    assert (await control(leaving, ANSWER, call_id))["r"] == 0
+    await states(staying, call_id, "Calling", "Ringing", "Answered")
+    assert nodes[0].stop() == 0
+    ended = await state(staying, call_id, "Ended")
+    assert ended["endReason"] == "party disconnected"
+    await staying.close()

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 from monitor.hub.cluster import scripts
 from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire, Guarded, Kick, Notify

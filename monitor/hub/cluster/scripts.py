@@ -67,11 +67,15 @@ end
 -- ``topics``: '=' then the topics a connection's grants name, or '' for the user's latest.
 local function publish(user, name, value, ts, always, extra, more, topics)
   local ukey = P .. 'u:' .. user
-  local old = redis.call('HGET', ukey, 'a:' .. name)
+  -- One read for the old value, the call the user is in and the display name.
+  local known = redis.call('HMGET', ukey, 'a:' .. name, 'a:call', 'dn')
+  local old = known[1]
   if old == value and always ~= '1' then return end
-  if not old and name == 'onlineStatus' then old = '"offline"' end
   redis.call('HSET', ukey, 'a:' .. name, value, 't:' .. name, ts)
-  redis.call('SADD', P .. 'users', user)
+  if not old then
+    redis.call('SADD', P .. 'users', user)  -- a user with a value is in the set already
+    if name == 'onlineStatus' then old = '"offline"' end
+  end
   local seqs = {}
   local granted
   if topics and string.sub(topics, 1, 1) == '=' then
@@ -83,12 +87,13 @@ local function publish(user, name, value, ts, always, extra, more, topics)
     for topic in string.gmatch(granted, '%S+') do next_seq(seqs, topic) end
   end
   if more ~= '' then next_seq(seqs, more) end
-  local call = redis.call('HGET', ukey, 'a:call')
+  local call = known[2]
+  if name == 'call' then call = value end
   local ended = '1'
   if call and call ~= 'null' and call ~= '"Ended"' then ended = '0' end
   redis.call('XADD', LOG, 'MAXLEN', '~', MAXLEN, '*', 'k', 'a', 'u', user, 'n', name,
     'v', value, 'o', old or 'null', 't', ts, 'x', extra, 's', table.concat(seqs, ' '),
-    'd', redis.call('HGET', ukey, 'dn') or '', 'e', ended)
+    'd', known[3] or '', 'e', ended)
   log_change(user, name, value, old or 'null', ts, extra, seqs)
 end
 

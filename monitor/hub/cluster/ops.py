@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per change, and a frozen __init__ costs 4x
 class Change:
     """Set one attribute; Redis publishes it if it differs (or ``always``), to
     ``topics`` (a connection's grants) or, when None, to the user's latest grants."""

@@ -90,6 +90,43 @@ def test_resume_on_another_node_replays_from_its_history() -> None:
     assert [json.loads(f)["body"]["seq"] for _, f in sends[1:]] == [3, 4, 5]
 
 
+def test_frames_no_connection_here_needs_are_made_when_one_subscribes() -> None:
+    """A topic's messages are framed lazily while no connection of the node subscribes
+    to it; a resume still gets every one, in order, as a subscriber got them live."""
+    node = Node()
+    node.coordinator.epochs[PROJECT] = "E"
+    node.coordinator.reset_topics(node.state, PROJECT, "E", {})
+
+    def change(seq: int) -> list[Send]:
+        return node.apply(PROJECT, entry("a", "s", seq, seq - 1, f"t {seq}", T0 + seq))
+
+    def login(handle: str, resume: dict[str, Any]) -> list[dict[str, Any]]:
+        outcome = node.state.authenticate(handle, PROJECT, claims(handle, subscribe=["t"]),
+                                          {}, 1, T0, resume)
+        return [json.loads(f) for _, f in then(outcome.effects)]
+
+    assert change(1) == [] and change(2) == []
+    topic = node.state.topics[(PROJECT, "t")]
+    assert (topic.seq, list(topic.history)) == (2, [])  # numbered, not framed
+    login("w1", {})
+    live = [json.loads(f) for _, f in change(3)]
+    node.state.disconnect("w1", T0)
+    assert change(4) == [] and change(5) == []
+    replayed = login("w2", {"t": {"epoch": "E", "seq": 0}})
+    assert replayed[0]["body"]["recovered"] == {"t": True}
+    assert [m["body"]["seq"] for m in replayed[1:]] == [1, 2, 3, 4, 5]
+    assert replayed[3] == live[0]
+    assert [m["body"]["message"]["newValue"] for m in replayed[1:]] == [1, 2, 3, 4, 5]
+    assert [m["body"]["message"]["timestamp"] for m in replayed[1:]] == \
+        [T0 + seq for seq in range(1, 6)]
+    # A resync starts the topic over: what was kept unframed is gone with its epoch.
+    node.state.disconnect("w2", T0)
+    change(6)
+    node.coordinator.reset_topics(node.state, PROJECT, "E2", {"t": 6})
+    assert login("w3", {"t": {"epoch": "E2", "seq": 5}})[0]["body"]["recovered"] == \
+        {"t": False}
+
+
 def test_history_loaded_at_start_keeps_only_an_unbroken_run() -> None:
     node = Node()
     entries = [entry("a", "s", 1, None, "t 1"), entry("a", "s", 3, 1, "t 3"),

@@ -10,6 +10,7 @@ replies are this node's business.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -24,7 +25,15 @@ from monitor.hub.state import (
     User,
     new_epoch,
 )
-from monitor.protocol import ALL_CALL_STATUS, CALL, ONLINE_STATUS, from_json, to_json
+from monitor.protocol import (
+    ALL_CALL_STATUS,
+    CALL,
+    ONLINE_STATUS,
+    Service,
+    encode,
+    from_json,
+    to_json,
+)
 from monitor.tokens import Grants
 
 
@@ -34,6 +43,10 @@ class RedisCoordinator:
     def __init__(self) -> None:
         # Each project's epoch, read from Redis at start: every node numbers alike.
         self.epochs: dict[int, str] = {}
+        # The messages of topics no connection of this node subscribes to, as the log
+        # gave them (seq, then HubState.message's arguments): their frames are made only
+        # when a connection subscribes here (see attach), if ever.
+        self._unframed: dict[tuple[int, str], deque[tuple[int, tuple[Any, ...]]]] = {}
 
     # -- the Coordinator protocol ---------------------------------------------------------
 
@@ -62,6 +75,8 @@ class RedisCoordinator:
             if state.sessions.get(session.handle) is not session:
                 return []  # gone while the login was being stored
             body["clients"] = [*body["clients"], *map(from_json, connect.others)]
+            for name in session.grants.subscribe:  # its history, for resume and after
+                self._frame_history(state, session.user.project_id, name)
             return state.attach(session, body, resume)
 
         effects.ops.append(connect)
@@ -130,8 +145,7 @@ class RedisCoordinator:
             state.set_grants(user, Grants.from_json(from_json(fields["g"])))
         return []
 
-    @staticmethod
-    def _apply_change(state: HubState, project_id: int, fields: Mapping[str, str],
+    def _apply_change(self, state: HubState, project_id: int, fields: Mapping[str, str],
                       live: bool) -> list[Send]:
         # Every node runs this for every change of its projects: keep it lean.
         user_id = fields["u"]
@@ -145,17 +159,51 @@ class RedisCoordinator:
         elif name == CALL:
             state.topic(project_id, ALL_CALL_STATUS).publishers.add((user_id, CALL))
         numbers = fields.get("s", "").split()
-        topics: list[tuple[str, int | None]] = []
+        sends: list[Send] = []
+        message: dict[str, Any] | None = None
         for i in range(0, len(numbers) - 1, 2):
-            topic, seq = numbers[i], int(numbers[i + 1])
-            if seq > state.topic(project_id, topic).seq:  # not read before (a resync)
-                topics.append((topic, seq))
-        if not topics:
-            return []
-        message = state.message(project_id, user_id, name, from_json(fields["o"]), value,
-                                ts, fields.get("e") == "1", fields.get("d") or None, extra)
-        sends = state.publish_message(project_id, message, topics)
+            name_, seq = numbers[i], int(numbers[i + 1])
+            topic = state.topic(project_id, name_)
+            if seq <= topic.seq:
+                continue  # read before (a resync)
+            if live and not topic.subscribers:
+                # No connection here needs its frame now: keep what makes it.
+                topic.seq = seq
+                key = (project_id, name_)
+                unframed = self._unframed.get(key)
+                if unframed is None:
+                    unframed = self._unframed[key] = deque(maxlen=state.history_size)
+                unframed.append((seq, (user_id, name, fields["o"], value, ts,
+                                       fields.get("e") == "1", fields.get("d") or None,
+                                       extra)))
+                continue
+            if (project_id, name_) in self._unframed:
+                self._frame_history(state, project_id, name_)
+            if message is None:
+                message = self._message(state, project_id, user_id, name, fields["o"],
+                                        value, ts, fields.get("e") == "1",
+                                        fields.get("d") or None, extra)
+            sends += state.publish_message(project_id, message, [(name_, seq)])
         return sends if live else []
+
+    @staticmethod
+    def _message(state: HubState, project_id: int, user_id: str, name: str, old: str,
+                 value: Any, ts: int, ended: bool, shown: str | None,
+                 extra: Mapping[str, Any] | None) -> dict[str, Any]:
+        return state.message(project_id, user_id, name, from_json(old), value, ts, ended,
+                             shown, extra)
+
+    def _frame_history(self, state: HubState, project_id: int, name: str) -> None:
+        """Make the frames of a topic's messages kept unframed, into its history (they
+        follow what it holds: frames are made eagerly only while it has subscribers)."""
+        unframed = self._unframed.pop((project_id, name), None)
+        if not unframed:
+            return
+        topic = state.topic(project_id, name)
+        for seq, args in unframed:
+            message = self._message(state, project_id, *args)
+            topic.history.append((seq, encode(Service.SUBSCRIBE_FROM_SERVER, {
+                "topic": topic.name, "seq": seq, "message": message})))
 
     def load_user_fields(self, state: HubState, project_id: int, user_id: str,
                          fields: Mapping[str, str]) -> User:
@@ -182,6 +230,8 @@ class RedisCoordinator:
         """Start the project's topics over at the log's point: ``epoch``, ``seqs`` and an
         empty history (subscribers and publishers stay)."""
         self.epochs[project_id] = epoch
+        for key in [key for key in self._unframed if key[0] == project_id]:
+            del self._unframed[key]
         for (pid, _), topic in state.topics.items():
             if pid == project_id:
                 topic.epoch = epoch

@@ -70,11 +70,12 @@ class Calls:
             # A party's `call` attribute follows every transition of each of its calls,
             # with that call's callId; when a call ends while another is in progress, its
             # Ended is published (callEnded false: the party is still in a call), then the
-            # attribute shows the call in progress. The one call left out: a call to a
-            # user already in one ends at once busy, and never reached them.
+            # attribute shows the call in progress. The one call left out: a call made to
+            # a user already in one starts and ends at once, busy, and never reached them.
             before = shown_before[party]
             if call.direction is Direction.INTERNAL and party == call.to \
-                    and before is not None and before.call_id != call.call_id:
+                    and before is not None and before.call_id != call.call_id \
+                    and (previous is None or call.end_reason is EndReason.BUSY):
                 continue
             extra = self._message_extra(call)
             going_on = None if call.active else self._shown(pid, party)

@@ -10,6 +10,7 @@ from typing import Any
 from monitor.config import Config
 from monitor.hub.calls import Call, CallStatus, Direction, advance
 from monitor.hub.callservice import Calls
+from monitor.hub.history import AttributeEvent
 from monitor.hub.state import Effects, HubState
 
 NOW = 1_800_000_000_000
@@ -60,6 +61,11 @@ async def test_a_callee_in_two_calls_publishes_each_whatever_order_the_book_has(
     assert published(calls.transition(answered, internal, NOW + 1)) == [
         ("alice", "Answered", "call-1"), ("bob", "Answered", "call-1")]
     ended = advance(answered, CallStatus.ENDED, NOW + 2)
-    assert published(calls.transition(ended, answered, NOW + 2)) == [
+    effects = calls.transition(ended, answered, NOW + 2)
+    assert published(effects) == [
         ("alice", "Ended", "call-1"), ("bob", "Ended", "call-1"),
         ("bob", "Answered", "pstn-1")]  # then the call bob is still in
+    # The event log (and so webhooks) says so too: bob's end is no end of his calls.
+    logged = [event.to_json() for event in effects.log if isinstance(event, AttributeEvent)]
+    assert [(e["userId"], e["value"], e.get("callEnded")) for e in logged] == [
+        ("alice", "Ended", None), ("bob", "Ended", False), ("bob", "Answered", None)]

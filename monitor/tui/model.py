@@ -19,6 +19,8 @@ from monitor.tui.text import safe_text
 
 ACTIVE_CALL_STATES = ("Calling", "Ringing", "Answered")
 CALL_ENDED = "Ended"
+MAX_CALLS_PER_AGENT = 8
+"""Calls in progress remembered per agent (a telephony system may never report an end)."""
 CALL_WORDS = {"Calling": "calling", "Ringing": "ringing", "Answered": "talking"}
 """How the monitor names each active call state (the protocol's names match too)."""
 IDLE = "idle"
@@ -115,6 +117,11 @@ class Agent:
     timeline: deque[Change] = field(default_factory=lambda: deque(maxlen=500))
     group_key: str = ""
     """The group the agent is shown in (kept by :class:`AgentTable` as it changes)."""
+    call_at: float = -math.inf
+    """When the latest ``call`` value taken was set (orders call messages; ``since``
+    says when the call shown entered its state)."""
+    calls: dict[str, tuple[str, float]] | None = None
+    """The agent's calls in progress seen: callId -> (status, since when)."""
 
     @property
     def name(self) -> str:
@@ -415,19 +422,24 @@ class AgentTable:
     def _set(self, agent: Agent, attribute: str, value: Any, when: float,
              topic: str | None, call: CallInfo | None) -> bool:
         """Store one value; False when it is older than what is known (out of order)."""
-        if when < agent.since.get(attribute, -math.inf):
+        is_call = attribute == CALL
+        if when < (agent.call_at if is_call else agent.since.get(attribute, -math.inf)):
             return False
         old = agent.values.get(attribute)
         changed = attribute not in agent.values or old != value
         agent.values[attribute] = value
         self._touch(agent.user_id)
-        if attribute == CALL:
+        began = when
+        if is_call:
+            agent.call_at = when
             agent.call_info = call or CallInfo(value_text(value))
-            if topic is not None and call is not None and call.call_id:
-                self._count_call(agent, call)
+            if call is not None and call.call_id:
+                began = _call_began(agent, call, when)
+                if topic is not None:
+                    self._count_call(agent, call)
         if not changed:
             return True
-        agent.since[attribute] = when
+        agent.since[attribute] = began
         agent.last_change = max(agent.last_change or when, when)
         self._note_attribute(attribute)
         self.version += 1
@@ -895,6 +907,26 @@ def _since_key(since: float | None) -> tuple[bool, float]:
     """Shortest time in the state first: the latest start first (as ``_duration_key``
     of the time elapsed would order them, at any time)."""
     return (since is None, -(since or 0.0))
+
+
+def _call_began(agent: Agent, call: CallInfo, when: float) -> float:
+    """Since when ``call`` is in its state: a call shown again (the agent's other call
+    ended meanwhile: the hub shows the call going on) keeps the time it entered it."""
+    calls = agent.calls
+    assert call.call_id is not None
+    if call.status not in ACTIVE_CALL_STATES:
+        if calls:
+            calls.pop(call.call_id, None)
+        return when
+    if calls is None:
+        calls = agent.calls = {}
+    seen = calls.get(call.call_id)
+    if seen is not None and seen[0] == call.status:
+        return seen[1]
+    calls[call.call_id] = (call.status, when)
+    if len(calls) > MAX_CALLS_PER_AGENT:  # calls whose end was never seen
+        del calls[next(iter(calls))]
+    return when
 
 
 def _call_from(source: Mapping[str, Any], value: Any) -> CallInfo:

@@ -166,6 +166,37 @@ def test_call_ends_go_back_to_idle_and_keep_the_timeline() -> None:
         ["Answered", "Ended"]
 
 
+def test_a_call_shown_again_keeps_its_time_in_state() -> None:
+    """The hub shows a second call as it rings, then, when the first ends, that end and
+    the second call again: its ring time goes on from when it began to ring, for the
+    grid, the longest ring and the thresholds; an older message still changes nothing."""
+    table = AgentTable(thresholds=Thresholds(call={"Ringing": 20.0}))
+    parties = {"from": "+15550100", "to": "ana"}
+
+    def call(status: str, call_id: str, at: float, seq: int, **extra: object) -> None:
+        table.apply_message("ALL_CALL_STATUS", message(
+            "ana", "call", status, at=at, callId=call_id, **parties, **extra),
+            seq=seq, now=at)
+
+    call("Answered", "pstn-1", NOW, 1)
+    call("Ringing", "pstn-2", NOW + 10, 2)
+    call("Ended", "pstn-1", NOW + 30, 3, callEnded=False)
+    call("Ringing", "pstn-2", NOW + 30, 4)
+    ana = table.agents["ana"]
+    assert ana.call_state == "Ringing" and ana.call_info is not None
+    assert ana.call_info.call_id == "pstn-2"
+    assert table.time_in(ana, "call", NOW + 35) == 25.0
+    assert table.summary(NOW + 35).longest_ringing == 25.0
+    assert table.summary(NOW + 35).breaches == 1  # rang over 20 s, not 5 s
+    call("Answered", "pstn-1", NOW + 20, 5)  # late: pstn-1 ended at +30
+    assert ana.call_state == "Ringing" and ana.call_info.call_id == "pstn-2"
+    call("Answered", "pstn-2", NOW + 40, 6)
+    assert table.time_in(ana, "call", NOW + 45) == 5.0
+    call("Ended", "pstn-2", NOW + 50, 7)
+    assert ana.call_state == IDLE and not ana.calls
+    assert table.summary(NOW + 50).answered == 2
+
+
 def test_timeline_holds_snapshot_then_changes_in_order() -> None:
     table = team()
     table.apply_message("team_a", message("agent_1", "manual_status", "break", at=NOW + 1),

@@ -58,7 +58,7 @@ async def test_two_nodes_answering_one_call_at_once_exactly_one_wins(
     board = await supervisor(nodes[0])
     # Both nodes decide from the same view (Calling) while Redis holds their writes; it
     # then runs both proposals, one after the other: the second must be refused.
-    paused_writes(redis_server, 800)
+    paused_writes(redis_server, 2000)
     replies = await asyncio.gather(control(desk, ANSWER, call_id),
                                    control(phone, ANSWER, call_id))
     results = sorted(r["r"] for r in replies)
@@ -87,7 +87,7 @@ async def test_a_call_changed_by_two_nodes_rest_reports_one_and_refuses_the_othe
     with nodes[1].rest() as rest:
         assert rest.put(f"/v1/calls/{call_id}", json={
             "from": "+4420123", "to": agent_id, "status": "Ringing"}).status_code == 200
-    paused_writes(redis_server, 800)
+    paused_writes(redis_server, 2000)
 
     def report(node: HubProcess, status: str) -> Any:
         with node.rest() as rest:

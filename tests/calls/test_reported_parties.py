@@ -17,6 +17,7 @@ from tests.calls.callwire import (
     supervisor,
     uid,
 )
+from tests.hub.conftest import HubFactory
 from tests.hub.wire import SUBSCRIBE_FROM_SERVER, Wire, login
 from tests.hubproc import HubProcess
 
@@ -208,3 +209,16 @@ def test_put_user_creates_then_changes_and_refuses_what_a_monitor_could_not_show
         assert other.get(f"/v1/users/{ana}").status_code == 404
     with httpx.Client(base_url=call_hub.api_url, timeout=5) as anonymous:
         assert anonymous.put(f"/v1/users/{uid('x')}", json={}).status_code == 401
+
+
+def test_users_made_known_count_against_the_keys_rest_changes(make_hub: HubFactory) -> None:
+    """A backend cannot make users faster than it may change them: the same limit."""
+    hub = make_hub(rest_change_rate_per_key=1, rest_change_burst_per_key=3)
+    with hub.rest() as rest:
+        answers = [rest.put(f"/v1/users/made_{i}", json={}) for i in range(5)]
+        assert [a.status_code for a in answers] == [201] * 3 + [429] * 2
+        assert all(a.json()["r"] == 26 and int(a.headers["Retry-After"]) >= 1
+                   for a in answers[3:])
+        assert rest.get("/v1/users/made_3").status_code == 404  # refused: not made
+        assert rest.put("/v1/users/made_0/attributes",
+                        json=[{"attribute": "team", "value": "sales"}]).status_code == 429

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from monitor.hub.port import HubPort
 from monitor.hub.rest import ERRORS, ApiError, RouteInstaller
-from monitor.hub.webhook_delivery import WebhookDispatcher
+from monitor.hub.webhook_delivery import WebhookThread
 from monitor.protocol import Result
 
 MAX_DELIVERIES = 1000
@@ -48,7 +48,7 @@ class DeliveryList(BaseModel):
     deliveries: list[DeliveryBody]
 
 
-def webhook_routes(dispatcher: WebhookDispatcher | None) -> RouteInstaller:
+def webhook_routes(dispatcher: WebhookThread | None) -> RouteInstaller:
     """The installer of the routes, answering from ``dispatcher`` (None: no webhooks)."""
 
     def install(app: FastAPI, hub: HubPort,

@@ -31,8 +31,7 @@ from monitor.hub.rest_history import add_history_routes
 from monitor.hub.rest_webhooks import webhook_routes
 from monitor.hub.state import Coordinator, Effects, HubState, Send
 from monitor.hub.store.sqlite import SqliteStore
-from monitor.hub.store.webhooks import SqliteDeliveryStore
-from monitor.hub.webhook_delivery import WebhookDispatcher
+from monitor.hub.webhook_delivery import WebhookThread, redis_webhooks, sqlite_webhooks
 from monitor.hub.ws import (
     Endpoint,
     Peer,
@@ -81,8 +80,7 @@ class Hub:
         self.store: SqliteStore | None = None
         self.cluster: ClusterNode | None = None
         self.pipeline: CommitPipeline | None = None
-        self.webhooks: WebhookDispatcher | None = None
-        self._delivery_store: SqliteDeliveryStore | None = None
+        self.webhooks: WebhookThread | None = None
         self.peers: Peers | None = None
         self.ws_server: asyncio.Server | None = None
         self.rest_server: _EmbeddedUvicorn | None = None
@@ -225,11 +223,8 @@ class Hub:
             self.pipeline = CommitPipeline(self.cluster.writer, self.peers.emit)
             await self.cluster.join()
             if any(p.webhooks for p in self.config.projects):
-                from monitor.hub.cluster.webhooks import RedisDeliveryStore, RedisOutbox
-                store = RedisDeliveryStore(self.cluster.store.redis, self.cluster.node_id)
-                self.webhooks = WebhookDispatcher(
-                    self.config.projects, RedisOutbox(self.cluster.history), store,
-                    self.metrics, lease=store, lease_ms=settings.node_lease_ms)
+                self.webhooks = redis_webhooks(self.config.projects, settings,
+                                               self.cluster.node_id, self.metrics)
         else:
             self._open_sqlite(data_dir)
         assert self.peers is not None
@@ -287,9 +282,8 @@ class Hub:
         self.calls = Calls(self)
         self.calls.restore(self.store.load_calls())
         if any(p.webhooks for p in self.config.projects):
-            self._delivery_store = SqliteDeliveryStore(self.store.path)
-            self.webhooks = WebhookDispatcher(self.config.projects, self.store.log,
-                                              self._delivery_store, self.metrics)
+            self.webhooks = sqlite_webhooks(self.config.projects, self.store.path,
+                                            self.metrics)
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -325,8 +319,6 @@ class Hub:
             self.pipeline.close()
         if self.webhooks is not None:
             await self.webhooks.stop()
-        if self._delivery_store is not None:
-            self._delivery_store.close()
         if self.cluster is not None:
             await self.cluster.stop()
         if self.store is not None:

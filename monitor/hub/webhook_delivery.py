@@ -8,6 +8,10 @@ events past the saved cursor are sent again (a receiver de-duplicates on
 delivered or dead-lettered; other users' go meanwhile, at most ``max_in_flight``
 requests at once per endpoint. A slow or huge answer costs one slot of one endpoint
 until the timeout, never the event loop or another endpoint.
+
+Delivery runs on a thread and event loop of its own (:class:`WebhookThread`): it reads
+the log from the database, never from the hub's loop, so a hub saturated with changes
+does not starve it, and the hub's loop only answers REST by asking it.
 """
 
 from __future__ import annotations
@@ -16,15 +20,18 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
-import httpx
+import aiohttp
 
-from monitor.config import Project, Webhook
+from monitor.config import HubSettings, Project, Webhook
 from monitor.hub.logs import log_field
 from monitor.hub.metrics import HubMetrics
 from monitor.hub.webhooks import (
@@ -42,6 +49,7 @@ from monitor.hub.webhooks import (
     outcome_of,
     payload,
     retry_after_ms,
+    secret_key,
     wanted,
 )
 
@@ -54,10 +62,67 @@ SAVE_EVERY_S = 0.25  # a moved cursor is saved at most this often
 CONNECT_TIMEOUT_S = 5.0
 MAX_ANSWER_BYTES = 1024  # read of an answer's body (the rest is dropped)
 MAX_ERROR_CHARS = 300
+BUSY_SHARE = 0.05  # of the time for delivery while the hub's loop is busy (Pacer)
+T = TypeVar("T")
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _hub_cpu() -> Callable[[], float]:
+    """The CPU time of the hub's loop (the main thread), or of the whole process where
+    a thread's own clock cannot be read."""
+    ident = threading.main_thread().ident
+    try:
+        clock = time.pthread_getcpuclockid(ident or 0)
+        time.clock_gettime(clock)
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return time.process_time
+    return lambda: time.clock_gettime(clock)
+
+
+class Pacer:
+    """Delivery's share of the interpreter while the hub's loop is busy.
+
+    Delivery runs on a thread of its own, but Python runs one thread at a time: delivery
+    running flat out takes half the interpreter from a hub loop saturated with changes.
+    So, measured every ``window_s``: while the hub's loop has been busy at least ``busy``
+    of the time, delivery keeps to ``share`` of the time, pausing between requests;
+    otherwise it runs freely. Under such load delivery goes on at a bounded pace rather
+    than stalling, or stealing from the changes.
+    """
+
+    def __init__(self, share: float, busy: float = 0.25, window_s: float = 0.1) -> None:
+        self.share = share
+        self.busy = busy
+        self.window_s = window_s
+        self._hub = _hub_cpu()
+        self._since = time.monotonic()
+        self._mine = time.thread_time()
+        self._theirs = self._hub()
+        self._resume = 0.0
+        self.paused_s = 0.0
+
+    async def pace(self) -> None:
+        """Wait if delivery is over its share (call on the delivery thread)."""
+        now = time.monotonic()
+        if now < self._resume:
+            await asyncio.sleep(self._resume - now)
+            return
+        wall = now - self._since
+        if wall < self.window_s:
+            return
+        mine, theirs = time.thread_time(), self._hub()
+        used, busy = mine - self._mine, theirs - self._theirs
+        self._since, self._mine, self._theirs = now, mine, theirs
+        if busy >= self.busy * wall and used > self.share * wall:
+            # As long as it takes for what delivery used to be its share.
+            wait = min(used / self.share - wall, 4 * self.window_s)
+            self._resume = now + wait
+            self._since = self._resume
+            self.paused_s += wait
+            await asyncio.sleep(wait)
 
 
 @dataclass
@@ -67,8 +132,9 @@ class Endpoint:
     project_id: int
     hook: Webhook
     id: str
-    client: httpx.AsyncClient
+    key: bytes  # the secret's bytes
     slots: asyncio.Semaphore
+    client: aiohttp.ClientSession | None = None  # made on the delivery loop, at start
     cursor: int = 0
     read: int = 0
     # Positions read and not yet passed by the cursor, in log order, and those done.
@@ -113,17 +179,12 @@ class WebhookDispatcher:
         self._lease_ms = lease_ms
         self._metrics = metrics
         self._random = random.SystemRandom()
+        self.pacer = Pacer(BUSY_SHARE)
         self.endpoints: dict[str, Endpoint] = {}
         for project in projects:
             for hook in project.webhooks:
-                timeout = hook.timeout_ms / 1000
-                client = httpx.AsyncClient(
-                    follow_redirects=False, trust_env=False,
-                    timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT_S)),
-                    limits=httpx.Limits(max_connections=hook.max_in_flight,
-                                        max_keepalive_connections=hook.max_in_flight))
                 eid = endpoint_id(project.id, hook.url)
-                self.endpoints[eid] = Endpoint(project.id, hook, eid, client,
+                self.endpoints[eid] = Endpoint(project.id, hook, eid, secret_key(hook.secret),
                                                asyncio.Semaphore(hook.max_in_flight))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runners: list[asyncio.Task[Any]] = []
@@ -131,8 +192,22 @@ class WebhookDispatcher:
 
     # -- running ---------------------------------------------------------------------
 
+    @staticmethod
+    def _client(hook: Webhook) -> aiohttp.ClientSession:
+        """An endpoint's connections: at most ``max_in_flight``; no redirect followed
+        (each request says so), no proxy from the environment, no cookies kept, the
+        answer's body not decompressed (at most its first KiB is read)."""
+        timeout = hook.timeout_ms / 1000
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=hook.max_in_flight, limit_per_host=0),
+            timeout=aiohttp.ClientTimeout(total=timeout,
+                                          connect=min(timeout, CONNECT_TIMEOUT_S)),
+            trust_env=False, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("Accept-Encoding",))
+
     async def start(self) -> None:
         for ep in self.endpoints.values():
+            ep.client = self._client(ep.hook)
             if self._lease is None:
                 await self._begin(ep)
             self._runners.append(asyncio.create_task(self._run(ep)))
@@ -300,8 +375,11 @@ class WebhookDispatcher:
         while True:
             if generation is not None and not self._current(ep, generation):
                 return False, attempt, "stopped sending"
+            tried = await self._post(ep, msg_id, body, generation)
+            if tried is None:
+                return False, attempt, "stopped sending"
             attempt += 1
-            outcome, error, wait_hint = await self._post(ep, msg_id, body)
+            outcome, error, wait_hint = tried
             if outcome == "delivered":
                 ep.delivered += 1
                 self._count(ep, "delivered")
@@ -319,29 +397,33 @@ class WebhookDispatcher:
             wait = next_wait_ms(attempt, hook, self._random.random(), wait_hint)
             await asyncio.sleep(wait / 1000)
 
-    async def _post(self, ep: Endpoint, msg_id: str, body: bytes
-                    ) -> tuple[Outcome, str, int | None]:
-        sent = headers(ep.hook.secret, msg_id, int(time.time()), body)
+    async def _post(self, ep: Endpoint, msg_id: str, body: bytes, generation: int | None
+                    ) -> tuple[Outcome, str, int | None] | None:
+        """One attempt; None if a delivery of ``generation`` may no longer act (checked
+        once it has its slot, right before it sends)."""
+        sent = headers(ep.key, msg_id, int(time.time()), body)
+        client = ep.client
+        assert client is not None
         async with ep.slots:
+            await self.pacer.pace()
+            if generation is not None and not self._current(ep, generation):
+                return None
             try:
                 async with asyncio.timeout(ep.hook.timeout_ms / 1000):
-                    async with ep.client.stream("POST", ep.hook.url, content=body,
-                                                headers=sent) as answer:
-                        text = b""
-                        async for chunk in answer.aiter_raw():
-                            text += chunk
-                            if len(text) >= MAX_ANSWER_BYTES:
-                                break
+                    async with client.post(ep.hook.url, data=body, headers=sent,
+                                           allow_redirects=False) as answer:
+                        status = answer.status
+                        retry_after = answer.headers.get("retry-after")
+                        # At most this much of the body; the rest goes with the connection.
+                        text = await answer.content.read(MAX_ANSWER_BYTES)
             except TimeoutError:
                 return "retry", "timed out", None
-            except httpx.HTTPError as exc:
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
                 return "retry", f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS], None
-        outcome = outcome_of(answer.status_code)
+        outcome = outcome_of(status)
         error = "" if outcome == "delivered" else \
-            f"HTTP {answer.status_code}: " + text[:MAX_ANSWER_BYTES].decode(
-                "utf-8", "replace")[:MAX_ERROR_CHARS]
-        hint = retry_after_ms(answer.headers.get("retry-after"), _now_ms()) \
-            if answer.status_code in (429, 503) else None
+            f"HTTP {status}: " + text.decode("utf-8", "replace")[:MAX_ERROR_CHARS]
+        hint = retry_after_ms(retry_after, _now_ms()) if status in (429, 503) else None
         return outcome, error, hint
 
     async def _dead_letter(self, ep: Endpoint, position: int, body: bytes, attempts: int,
@@ -416,4 +498,134 @@ class WebhookDispatcher:
                 if self._lease is not None:
                     with contextlib.suppress(Exception):
                         await self._lease.release(ep.project_id, ep.id)
-            await ep.client.aclose()
+            if ep.client is not None:
+                await ep.client.close()
+
+
+Build = Callable[[], Awaitable[tuple[WebhookDispatcher, Callable[[], Awaitable[None]]]]]
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is there but on Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class WebhookThread:
+    """A :class:`WebhookDispatcher` on a thread and event loop of its own: a hub loop
+    saturated with changes does not starve delivery, and delivery costs the hub's loop
+    nothing but the REST questions it hands over.
+
+    ``build`` runs on the delivery loop (database and Redis clients are bound to the loop
+    that made them): the dispatcher, and what closes its stores once it has stopped.
+    """
+
+    def __init__(self, build: Build) -> None:
+        self._build = build
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._dispatcher: WebhookDispatcher | None = None
+        self._close: Callable[[], Awaitable[None]] | None = None
+
+    async def start(self) -> None:
+        ready: Future[None] = Future()
+
+        def run() -> None:
+            loop = self._loop = _new_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                self._dispatcher, self._close = loop.run_until_complete(self._build())
+                loop.run_until_complete(self._dispatcher.start())
+            except BaseException as exc:
+                ready.set_exception(exc)
+                loop.close()
+                return
+            ready.set_result(None)
+            try:
+                loop.run_forever()
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="webhooks", daemon=True)
+        self._thread.start()
+        await asyncio.wrap_future(ready)
+
+    async def _call(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` on the delivery loop; its result."""
+        assert self._loop is not None
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
+
+    @property
+    def dispatcher(self) -> WebhookDispatcher:
+        assert self._dispatcher is not None
+        return self._dispatcher
+
+    async def project_endpoints(self, project_id: int) -> list[dict[str, Any]]:
+        return await self._call(self.dispatcher.project_endpoints(project_id))
+
+    async def deliveries(self, project_id: int, status: str | None, limit: int
+                         ) -> list[Delivery]:
+        return await self._call(self.dispatcher.deliveries(project_id, status, limit))
+
+    async def retry(self, project_id: int, delivery_id: int) -> Delivery | None:
+        return await self._call(self.dispatcher.retry(project_id, delivery_id))
+
+    async def stop(self) -> None:
+        """Stop delivery (each cursor saved), close the stores, end the thread."""
+        loop, thread, dispatcher = self._loop, self._thread, self._dispatcher
+        if loop is None or thread is None or dispatcher is None or not thread.is_alive():
+            return
+
+        async def finish() -> None:
+            try:
+                await dispatcher.stop()
+            finally:
+                if self._close is not None:
+                    await self._close()
+
+        try:
+            await self._call(finish())
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+
+
+def sqlite_webhooks(projects: Sequence[Project], path: Path, metrics: HubMetrics
+                    ) -> WebhookThread:
+    """One node's delivery: the event log and the cursors in the hub's SQLite file."""
+    from monitor.hub.store.webhooks import SqliteDeliveryStore
+
+    async def build() -> tuple[WebhookDispatcher, Callable[[], Awaitable[None]]]:
+        store = SqliteDeliveryStore(path)
+
+        async def close() -> None:
+            store.close()
+
+        return WebhookDispatcher(projects, store, store, metrics), close
+
+    return WebhookThread(build)
+
+
+def redis_webhooks(projects: Sequence[Project], settings: HubSettings, node_id: str,
+                   metrics: HubMetrics) -> WebhookThread:
+    """A node of many's delivery: the log stream, cursors and leases in Redis, on a
+    client of the delivery loop's own."""
+    from monitor.hub.cluster.history import RedisHistory
+    from monitor.hub.cluster.redis_store import connect
+    from monitor.hub.cluster.webhooks import RedisDeliveryStore, RedisOutbox
+
+    async def build() -> tuple[WebhookDispatcher, Callable[[], Awaitable[None]]]:
+        redis = connect(settings.redis_url)
+        store = RedisDeliveryStore(redis, node_id)
+        outbox = RedisOutbox(RedisHistory(redis, settings.status_attribute,
+                                          settings.history_retention_days))
+
+        async def close() -> None:
+            await redis.aclose()
+
+        return WebhookDispatcher(projects, outbox, store, metrics, lease=store,
+                                 lease_ms=settings.node_lease_ms), close
+
+    return WebhookThread(build)

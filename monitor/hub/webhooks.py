@@ -37,17 +37,25 @@ def message_id(project_id: int, position: int) -> str:
     return f"msg_{project_id}_{position}"
 
 
-def sign(secret: str, msg_id: str, timestamp_s: int, body: bytes) -> str:
-    """The ``webhook-signature`` header's value."""
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_`` secret (its base64 part, decoded)."""
     key = webhook_secret_bytes(secret)
     if key is None:
         raise ValueError("not a whsec_ secret")
+    return key
+
+
+def sign(secret: str | bytes, msg_id: str, timestamp_s: int, body: bytes) -> str:
+    """The ``webhook-signature`` header's value (``secret``: the ``whsec_`` text, or its
+    key as :func:`secret_key` gives it)."""
+    key = secret if isinstance(secret, bytes) else secret_key(secret)
     content = f"{msg_id}.{timestamp_s}.".encode() + body
     digest = hmac.new(key, content, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
 
 
-def headers(secret: str, msg_id: str, timestamp_s: int, body: bytes) -> dict[str, str]:
+def headers(secret: str | bytes, msg_id: str, timestamp_s: int, body: bytes
+            ) -> dict[str, str]:
     return {"content-type": "application/json", "user-agent": USER_AGENT,
             "webhook-id": msg_id, "webhook-timestamp": str(timestamp_s),
             "webhook-signature": sign(secret, msg_id, timestamp_s, body)}

@@ -1,8 +1,9 @@
-"""The single node's webhook bookkeeping, in the hub's SQLite file: each endpoint's
-durable cursor in the event log and its dead letters (:mod:`monitor.hub.webhooks`).
+"""The single node's webhook bookkeeping, in the hub's SQLite file: the event log read as
+the outbox, each endpoint's durable cursor in it, and its dead letters
+(:mod:`monitor.hub.webhooks`).
 
-A connection and a thread of its own, so the event loop never waits for it; the
-commit pipeline's writer is not involved (the events themselves are the event log's).
+A connection and a thread of its own, so no event loop waits for it; the commit
+pipeline's writer is not involved (the events themselves are the event log's).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from monitor.hub.store.history import EVENT_COLUMNS, event_of
 from monitor.hub.webhooks import Delivery
 
 T = TypeVar("T")
@@ -66,6 +68,15 @@ class SqliteDeliveryStore:
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work,
                                                                 self._db)
+
+    async def events_after(self, project_id: int, after: int, limit: int
+                           ) -> list[tuple[int, dict[str, Any]]]:
+        """The :class:`~monitor.hub.webhooks.Outbox`: events after position ``after``."""
+        def work(db: sqlite3.Connection) -> list[tuple[int, dict[str, Any]]]:
+            return [(row[0], event_of(*row[1:])) for row in db.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE project_id = ? AND id > ? "
+                "ORDER BY id LIMIT ?", (project_id, after, limit))]
+        return await self._run(work)
 
     async def last_position(self, project_id: int) -> int:
         def work(db: sqlite3.Connection) -> int:

@@ -74,6 +74,10 @@ class HubSettings:
     # the attribute whose value splits an agent's online time in the agents report.
     history_retention_days: int = 35
     status_attribute: str = "manual_status"
+    # Webhooks' dead letters (docs/webhooks.md): each project keeps at most so many, and
+    # none older than so many days.
+    webhook_dead_letters_max: int = 10000
+    webhook_dead_letters_days: int = 30
     # Many nodes: Redis holds the state and carries topic messages (docs/scaling.md).
     redis_url: str = ""
     node_lease_ms: int = 10000
@@ -87,7 +91,8 @@ _POSITIVE = {"ws_port", "api_port", "ping_after_ms", "auth_timeout_ms", "history
              "send_buffer_limit", "call_no_answer_ms", "auth_rate_per_ip", "auth_burst_per_ip",
              "node_lease_ms", "max_attributes_per_user", "change_rate_per_connection",
              "change_burst_per_connection", "max_connections_per_user",
-             "rest_change_rate_per_key", "rest_change_burst_per_key", "rest_body_timeout_ms"}
+             "rest_change_rate_per_key", "rest_change_burst_per_key", "rest_body_timeout_ms",
+             "webhook_dead_letters_max", "webhook_dead_letters_days"}
 _PORTS = {"ws_port", "api_port"}
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_SETTING = 2**31 - 1
@@ -466,6 +471,11 @@ history_retention_days = 35
 # The attribute whose value splits an agent's online time in the agents report
 # (statusMs): the agent's own status, such as available, break or lunch.
 status_attribute = "manual_status"
+# Webhooks' dead letters (events given up on, docs/webhooks.md): each project keeps at
+# most this many, the oldest dropped first, and none dead-lettered longer ago than this
+# many days.
+webhook_dead_letters_max = 10000
+webhook_dead_letters_days = 30
 # Several nodes behind a load balancer share state through Redis (docs/scaling.md):
 # redis_url = "redis://127.0.0.1:6379/0"
 # A node that stops renewing its lease for this long is presumed dead; its users go offline.

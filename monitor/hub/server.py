@@ -32,6 +32,7 @@ from monitor.hub.rest_webhooks import webhook_routes
 from monitor.hub.state import Coordinator, Effects, HubState, Send
 from monitor.hub.store.sqlite import SqliteStore
 from monitor.hub.webhook_delivery import WebhookThread, redis_webhooks, sqlite_webhooks
+from monitor.hub.webhooks import endpoint_ids
 from monitor.hub.ws import (
     Endpoint,
     Peer,
@@ -223,6 +224,7 @@ class Hub:
             self.pipeline = CommitPipeline(self.cluster.writer, self.peers.emit)
             await self.cluster.join()
             if any(p.webhooks for p in self.config.projects):
+                self.cluster.history.webhook_endpoints = endpoint_ids(self.config.projects)
                 self.webhooks = redis_webhooks(self.config.projects, settings,
                                                self.cluster.node_id, self.metrics)
         else:
@@ -278,11 +280,12 @@ class Hub:
             now)
         if left:
             self.pipeline.submit(Effects(log=list(left)))
+        self.store.log.webhook_endpoints = endpoint_ids(self.config.projects)
         self.store.log.start_pruning(self.now_ms)
         self.calls = Calls(self)
         self.calls.restore(self.store.load_calls())
         if any(p.webhooks for p in self.config.projects):
-            self.webhooks = sqlite_webhooks(self.config.projects, self.store.path,
+            self.webhooks = sqlite_webhooks(self.config.projects, settings, self.store.path,
                                             self.metrics)
 
     def request_stop(self) -> None:

@@ -59,6 +59,7 @@ WINDOW = 10_000  # events of one endpoint read and not yet done
 PAGE = 1000  # events read from the log at once
 POLL_S = 0.05  # how often an idle endpoint looks for new events
 SAVE_EVERY_S = 0.25  # a moved cursor is saved at most this often
+PRUNE_EVERY_S = 3600.0  # dead letters past their age are dropped this often
 CONNECT_TIMEOUT_S = 5.0
 MAX_ANSWER_BYTES = 1024  # read of an answer's body (the rest is dropped)
 MAX_ERROR_CHARS = 300
@@ -211,6 +212,19 @@ class WebhookDispatcher:
             if self._lease is None:
                 await self._begin(ep)
             self._runners.append(asyncio.create_task(self._run(ep)))
+        self._runners.append(asyncio.create_task(self._prune_forever()))
+
+    async def _prune_forever(self) -> None:
+        """Bound the dead letters by age even when none is added (every node may)."""
+        projects = sorted({ep.project_id for ep in self.endpoints.values()})
+        while True:
+            for project_id in projects:
+                try:
+                    await self._store.prune_dead(project_id, _now_ms())
+                except Exception as exc:
+                    log.warning("event=webhook_prune_failed project=%d error=%s",
+                                project_id, log_field(str(exc)))
+            await asyncio.sleep(PRUNE_EVERY_S)
 
     async def _begin(self, ep: Endpoint) -> None:
         """Start sending for ``ep`` from its saved cursor."""
@@ -592,13 +606,14 @@ class WebhookThread:
             await asyncio.get_running_loop().run_in_executor(None, thread.join)
 
 
-def sqlite_webhooks(projects: Sequence[Project], path: Path, metrics: HubMetrics
-                    ) -> WebhookThread:
+def sqlite_webhooks(projects: Sequence[Project], settings: HubSettings, path: Path,
+                    metrics: HubMetrics) -> WebhookThread:
     """One node's delivery: the event log and the cursors in the hub's SQLite file."""
     from monitor.hub.store.webhooks import SqliteDeliveryStore
 
     async def build() -> tuple[WebhookDispatcher, Callable[[], Awaitable[None]]]:
-        store = SqliteDeliveryStore(path)
+        store = SqliteDeliveryStore(path, settings.webhook_dead_letters_max,
+                                    settings.webhook_dead_letters_days)
 
         async def close() -> None:
             store.close()
@@ -618,7 +633,8 @@ def redis_webhooks(projects: Sequence[Project], settings: HubSettings, node_id: 
 
     async def build() -> tuple[WebhookDispatcher, Callable[[], Awaitable[None]]]:
         redis = connect(settings.redis_url)
-        store = RedisDeliveryStore(redis, node_id)
+        store = RedisDeliveryStore(redis, node_id, settings.webhook_dead_letters_max,
+                                   settings.webhook_dead_letters_days)
         outbox = RedisOutbox(RedisHistory(redis, settings.status_attribute,
                                           settings.history_retention_days))
 

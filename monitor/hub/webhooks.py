@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
 
-from monitor.config import Webhook, webhook_secret_bytes
+from monitor.config import Project, Webhook, webhook_secret_bytes
 from monitor.protocol import to_json
 
 Outcome = Literal["delivered", "retry", "final"]
@@ -30,6 +30,12 @@ USER_AGENT = "monitor-webhooks/1"
 def endpoint_id(project_id: int, url: str) -> str:
     """A short stable name of an endpoint (its cursor's key, REST, metrics labels)."""
     return hashlib.sha256(f"{project_id} {url}".encode()).hexdigest()[:12]
+
+
+def endpoint_ids(projects: Sequence[Project]) -> dict[int, tuple[str, ...]]:
+    """Each project with webhooks, and its endpoints' ids."""
+    return {p.id: tuple(endpoint_id(p.id, h.url) for h in p.webhooks)
+            for p in projects if p.webhooks}
 
 
 def message_id(project_id: int, position: int) -> str:
@@ -216,6 +222,8 @@ class DeliveryStore(Protocol):
                          attempts: int, error: str, now_ms: int) -> None: ...
 
     async def dead_count(self, project_id: int, endpoint: str) -> int: ...
+
+    async def prune_dead(self, project_id: int, now_ms: int) -> int: ...
 
 
 class Lease(Protocol):

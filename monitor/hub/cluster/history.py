@@ -182,6 +182,8 @@ class RedisHistory:
         self._retention_days = retention_days
         self._task: asyncio.Task[None] | None = None
         self.pruned = 0
+        # project -> its webhook endpoints: pruning keeps what their cursors have not passed
+        self.webhook_endpoints: dict[int, tuple[str, ...]] = {}
 
     @property
     def retention_days(self) -> int:
@@ -271,7 +273,8 @@ class RedisHistory:
         removed = 0
         for project_id in project_ids:
             p = prefix(project_id)
-            removed += int(await self.redis.xtrim(p + "hist", minid=f"{cut}-0"))
+            removed += int(await self.redis.xtrim(p + "hist",
+                                                  minid=await self._kept_from(project_id, cut)))
             users = sorted(cast("set[str]", await self.redis.smembers(p + "users")))
             for i in range(0, len(users), CHUNK):
                 chunk = users[i:i + CHUNK]
@@ -299,6 +302,20 @@ class RedisHistory:
         if removed:
             log.info("event=history_pruned entries=%d before_ms=%d", removed, cut)
         return removed
+
+    async def _kept_from(self, project_id: int, cut: int) -> str:
+        """The first entry of the log to keep: the cut's, or the first a webhook
+        endpoint's cursor has not passed (the log is the endpoints' outbox)."""
+        from monitor.hub.cluster.webhooks import entry_of, position_of
+
+        kept = f"{cut}-0"
+        endpoints = self.webhook_endpoints.get(project_id)
+        if endpoints:
+            cursors = await self.redis.hmget(prefix(project_id) + "whc", list(endpoints))
+            marks = [int(c) for c in cursors if c is not None]
+            if marks and min(marks) < position_of(kept):
+                kept = entry_of(min(marks))  # kept too: harmless
+        return kept
 
     def start_pruning(self, project_ids: Sequence[int], clock: Callable[[], int]) -> None:
         if self._retention_days <= 0:

@@ -6,7 +6,8 @@ Keys under the project's prefix ``hub:{P}:``::
 
     whc         hash endpoint -> cursor (the position of the last event done)
     whl:ENDP    the endpoint's lease: the sending node's id, expiring after the lease
-    whd         hash delivery id -> the dead letter (JSON); ``whdn`` its id counter
+    whd         hash delivery id -> the dead letter (JSON); ``whdn`` its id counter;
+                ``whdp`` the id up to which they were pruned (the oldest go first)
 
 A node renews the leases it holds every third of ``node_lease_ms`` and stops sending
 for an endpoint before its lease can have expired; a node that dies stops renewing, and
@@ -22,6 +23,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from monitor.hub.cluster.history import RedisHistory, prefix
+from monitor.hub.history import DAY_MS
 from monitor.hub.webhooks import Delivery
 
 SEQ_BITS = 20  # a stream entry's sequence within its millisecond, in a position
@@ -31,6 +33,26 @@ SAVE_CURSOR = """
 local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
 if tonumber(ARGV[2]) > old then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 return 1
+"""
+# Drop dead letters, oldest first: beyond the newest ARGV[1], or dead-lettered before
+# ARGV[2] (ms). Ids count up from 1, so the oldest left is just past the last pruned.
+PRUNE_DEAD = """
+local newest = tonumber(redis.call('GET', KEYS[2]) or '0')
+local low = tonumber(redis.call('GET', KEYS[3]) or '0')
+local keep_from = newest - tonumber(ARGV[1])
+local removed = 0
+local id = low + 1
+while id <= newest do
+  local text = redis.call('HGET', KEYS[1], tostring(id))
+  if text and id > keep_from and cjson.decode(text)[7] >= tonumber(ARGV[2]) then break end
+  if text then
+    redis.call('HDEL', KEYS[1], tostring(id))
+    removed = removed + 1
+  end
+  id = id + 1
+end
+if id - 1 > low then redis.call('SET', KEYS[3], id - 1) end
+return removed
 """
 RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -68,9 +90,12 @@ class RedisOutbox:
 class RedisDeliveryStore:
     """Cursors, dead letters and leases of the endpoints, in Redis."""
 
-    def __init__(self, redis: Redis, node_id: str) -> None:
+    def __init__(self, redis: Redis, node_id: str, keep: int = 10_000,
+                 keep_days: int = 30) -> None:
         self.redis = redis
         self.node_id = node_id
+        self.keep = keep  # dead letters per project, the newest
+        self.keep_ms = keep_days * DAY_MS  # none dead-lettered longer ago
 
     async def last_position(self, project_id: int) -> int:
         rows = cast("list[tuple[str, Any]]",
@@ -91,7 +116,15 @@ class RedisDeliveryStore:
         delivery_id = int(await self.redis.incr(p + "whdn"))
         await self.redis.hset(p + "whd", str(delivery_id), json.dumps(
             [endpoint, position, body.decode(), attempts, error, "failed", now_ms, now_ms]))
+        await self.prune_dead(project_id, now_ms)
         return delivery_id
+
+    async def prune_dead(self, project_id: int, now_ms: int) -> int:
+        """Drop the project's dead letters beyond the newest ``keep`` and those older
+        than ``keep_days``; how many."""
+        p = prefix(project_id)
+        return int(await self.redis.eval(PRUNE_DEAD, 3, p + "whd", p + "whdn", p + "whdp",
+                                         str(self.keep), str(now_ms - self.keep_ms)))
 
     @staticmethod
     def _delivery(project_id: int, delivery_id: str, text: str) -> Delivery:

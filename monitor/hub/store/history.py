@@ -150,6 +150,8 @@ class EventLog:
         self._stop = threading.Event()
         self._pruner: threading.Thread | None = None
         self.pruned = 0
+        # project -> its webhook endpoints: pruning keeps what their cursors have not passed
+        self.webhook_endpoints: dict[int, tuple[str, ...]] = {}
 
     @property
     def retention_days(self) -> int:
@@ -341,7 +343,7 @@ class EventLog:
             deleted += self._chunks(
                 "SELECT id FROM events WHERE project_id = ? AND id < ? ORDER BY id "
                 "LIMIT 1 OFFSET ?", "DELETE FROM events WHERE project_id = ? AND id <= ?",
-                project_id, position(cut), pause_s)
+                project_id, self._kept_from(project_id, position(cut)), pause_s)
             deleted += self._chunks(
                 "SELECT started_ms FROM call_log WHERE project_id = ? AND started_ms < ? "
                 "ORDER BY started_ms LIMIT 1 OFFSET ?",
@@ -368,6 +370,22 @@ class EventLog:
         if deleted:
             log.info("event=history_pruned rows=%d before_ms=%d", deleted, cut)
         return deleted
+
+    def _kept_from(self, project_id: int, cut: int) -> int:
+        """The first position to keep: ``cut``, or the first event a webhook endpoint's
+        cursor has not passed (the log is the endpoints' outbox)."""
+        endpoints = self.webhook_endpoints.get(project_id)
+        if not endpoints:
+            return cut
+        marks = ", ".join("?" * len(endpoints))
+        try:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT MIN(position) FROM webhook_cursors WHERE project_id = ? AND "
+                    f"endpoint IN ({marks})", (project_id, *endpoints)).fetchone()
+        except sqlite3.OperationalError:  # no cursor table yet: no cursor to keep for
+            return cut
+        return cut if row[0] is None else min(cut, int(row[0]) + 1)
 
     def _chunks(self, bound_sql: str, delete_sql: str, project_id: int, cut: int,
                 pause_s: float) -> int:

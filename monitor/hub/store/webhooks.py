@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from monitor.hub.history import DAY_MS
 from monitor.hub.store.history import EVENT_COLUMNS, event_of
 from monitor.hub.webhooks import Delivery
 
@@ -41,6 +42,8 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 );
 CREATE INDEX IF NOT EXISTS webhook_deliveries_by_status
     ON webhook_deliveries (project_id, status, id);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_by_age
+    ON webhook_deliveries (project_id, failed_ms);
 """
 
 COLUMNS = ("id, project_id, endpoint, position, body, attempts, error, status, failed_ms, "
@@ -51,8 +54,10 @@ BUSY_TIMEOUT_MS = 10_000
 class SqliteDeliveryStore:
     """:class:`~monitor.hub.webhooks.DeliveryStore` over the hub's database file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, keep: int = 10_000, keep_days: int = 30) -> None:
         self.path = path
+        self.keep = keep  # dead letters per project, the newest
+        self.keep_ms = keep_days * DAY_MS  # none dead-lettered longer ago
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="webhook-store")
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -108,8 +113,26 @@ class SqliteDeliveryStore:
                 "attempts, error, status, failed_ms, updated_ms) "
                 "VALUES (?, ?, ?, ?, ?, ?, 'failed', ?, ?)",
                 (project_id, endpoint, position, body, attempts, error, now_ms, now_ms))
+            self._prune(db, project_id, now_ms)
             return int(cur.lastrowid or 0)
         return await self._run(work)
+
+    def _prune(self, db: sqlite3.Connection, project_id: int, now_ms: int) -> int:
+        too_old = db.execute("DELETE FROM webhook_deliveries WHERE project_id = ? AND "
+                             "failed_ms < ?", (project_id, now_ms - self.keep_ms)).rowcount
+        row = db.execute("SELECT id FROM webhook_deliveries WHERE project_id = ? "
+                         "ORDER BY id DESC LIMIT 1 OFFSET ?", (project_id, self.keep)
+                         ).fetchone()
+        if row is None:
+            return int(too_old)
+        return int(too_old) + int(db.execute(
+            "DELETE FROM webhook_deliveries WHERE project_id = ? AND id <= ?",
+            (project_id, row[0])).rowcount)
+
+    async def prune_dead(self, project_id: int, now_ms: int) -> int:
+        """Drop the project's dead letters beyond the newest ``keep`` and those older
+        than ``keep_days``; how many."""
+        return await self._run(lambda db: self._prune(db, project_id, now_ms))
 
     @staticmethod
     def _delivery(row: tuple[object, ...]) -> Delivery:

@@ -39,6 +39,7 @@ from monitor.hub.webhooks import (
     DeliveryStore,
     Lanes,
     Lease,
+    LeaseLost,
     Outbox,
     Outcome,
     endpoint_id,
@@ -231,7 +232,8 @@ class WebhookDispatcher:
         cursor = await self._store.cursor(ep.project_id, ep.id)
         if cursor is None:  # a new endpoint: from now on, not the whole history
             cursor = await self._store.last_position(ep.project_id)
-            await self._store.save_cursor(ep.project_id, ep.id, cursor)
+            if not await self._store.save_cursor(ep.project_id, ep.id, cursor):
+                raise LeaseLost(ep.id)
         ep.reset()
         ep.generation += 1
         ep.cursor = ep.read = ep.saved = cursor
@@ -267,12 +269,25 @@ class WebhookDispatcher:
                 try:
                     await self._begin(ep)
                     await self._send(ep)
+                    if not self._stopping:
+                        await self._wind_down(ep)
                 except Exception as exc:
                     log.warning("event=webhook_sending_failed endpoint=%s error=%s", ep.id,
                                 log_field(str(exc)))
                 if not self._stopping:
                     self._halt(ep)
             await asyncio.sleep(lease_ms / 3000)
+
+    async def _wind_down(self, ep: Endpoint) -> None:
+        """Sending stopped a third of a lease before it could expire (no new request goes
+        out): let the requests in flight end for a sixth of it, then save the cursor, if
+        the lease is still this node's, so the next sender sends none of them again."""
+        if ep.tasks:
+            await asyncio.wait(list(ep.tasks), timeout=self._lease_ms / 6000)
+        await self._save(ep, now=True)
+        if self._lease is not None and ep.saved == ep.cursor:
+            with contextlib.suppress(Exception):  # the next sender need not wait for expiry
+                await self._lease.release(ep.project_id, ep.id)
 
     async def _renew(self, ep: Endpoint) -> bool:
         """Whether this node still sends for ``ep`` (renewing its lease when due)."""
@@ -350,12 +365,20 @@ class WebhookDispatcher:
             ep.save_at = time.monotonic() + SAVE_EVERY_S
             cursor = ep.cursor
             try:
-                await self._store.save_cursor(ep.project_id, ep.id, cursor)
+                saved = await self._store.save_cursor(ep.project_id, ep.id, cursor)
             except Exception as exc:
                 log.warning("event=webhook_cursor_not_saved endpoint=%s error=%s", ep.id,
                             log_field(str(exc)))
                 return
+            if not saved:  # fenced: another node holds the lease now
+                self._fenced(ep)
+                return
             ep.saved = cursor
+
+    def _fenced(self, ep: Endpoint) -> None:
+        """The store refused a write: the lease is another node's. Stop at once."""
+        log.warning("event=webhook_fenced endpoint=%s project=%d", ep.id, ep.project_id)
+        ep.valid_until = 0.0
 
     def _current(self, ep: Endpoint, generation: int) -> bool:
         """Whether a delivery of ``generation`` may still act for ``ep``."""
@@ -363,15 +386,23 @@ class WebhookDispatcher:
             time.monotonic() < ep.valid_until
 
     async def _deliver(self, ep: Endpoint, position: int, generation: int) -> None:
+        """Deliver the event at ``position``, then mark it done. An attempt made while
+        the lease was held counts even if it ends after sending stopped (in the same turn
+        of sending): the cursor's save is fenced, so the count is kept only if the lease
+        still is."""
         body = ep.bodies[position]
         try:
-            ok, attempts, error = await self._attempts(ep, position, body, generation)
-            if not self._current(ep, generation):
+            result = await self._attempts(ep, position, body, generation)
+            if result is None or ep.generation != generation or self._stopping:
                 return  # stopping, or the lease lost: not done, sent again
+            ok, attempts, error = result
             if not ok:
                 await self._dead_letter(ep, position, body, attempts, error)
         except asyncio.CancelledError:
             return  # stopping: not done, sent again after the restart
+        except LeaseLost:
+            self._fenced(ep)
+            return
         except Exception:
             log.exception("event=webhook_delivery_crashed endpoint=%s", ep.id)
             return
@@ -379,19 +410,18 @@ class WebhookDispatcher:
             self._done(ep, position)
 
     async def _attempts(self, ep: Endpoint, position: int, body: bytes,
-                        generation: int | None = None) -> tuple[bool, int, str]:
+                        generation: int | None = None) -> tuple[bool, int, str] | None:
         """Attempt until delivered, final, or out of retries; (delivered, attempts, error).
-        A delivery of ``generation`` stops once it may no longer act for ``ep``."""
+        A delivery of ``generation`` stops (None) once it may no longer act for ``ep``:
+        checked right before each request goes out."""
         hook = ep.hook
         msg_id = message_id(ep.project_id, position)
         first_failure: float | None = None
         attempt = 0
         while True:
-            if generation is not None and not self._current(ep, generation):
-                return False, attempt, "stopped sending"
             tried = await self._post(ep, msg_id, body, generation)
             if tried is None:
-                return False, attempt, "stopped sending"
+                return None
             attempt += 1
             outcome, error, wait_hint = tried
             if outcome == "delivered":
@@ -483,7 +513,9 @@ class WebhookDispatcher:
         ep.dead -= 1
 
         async def resend() -> None:
-            ok, attempts, error = await self._attempts(ep, found.position, found.body)
+            result = await self._attempts(ep, found.position, found.body)
+            assert result is not None  # (stops early only for a generation)
+            ok, attempts, error = result
             ep.failing.pop(found.position, None)
             if not ok:
                 ep.dead += 1

@@ -208,10 +208,15 @@ class DeliveryStore(Protocol):
 
     async def cursor(self, project_id: int, endpoint: str) -> int | None: ...
 
-    async def save_cursor(self, project_id: int, endpoint: str, position: int) -> None: ...
+    async def save_cursor(self, project_id: int, endpoint: str, position: int) -> bool:
+        """Move the cursor forward; False if refused (the endpoint's lease, on a hub of
+        many, is no longer this node's)."""
+
 
     async def dead_letter(self, project_id: int, endpoint: str, position: int, body: bytes,
-                          attempts: int, error: str, now_ms: int) -> int: ...
+                          attempts: int, error: str, now_ms: int) -> int:
+        """Add a dead letter; its id. Raises :class:`LeaseLost` if refused."""
+
 
     async def deliveries(self, project_id: int, status: str | None, limit: int
                          ) -> list[Delivery]: ...
@@ -226,8 +231,14 @@ class DeliveryStore(Protocol):
     async def prune_dead(self, project_id: int, now_ms: int) -> int: ...
 
 
+class LeaseLost(Exception):
+    """A write refused: the endpoint's lease is another node's (or none's) now."""
+
+
 class Lease(Protocol):
-    """Who sends for an endpoint, on a hub of many nodes: one live node at a time."""
+    """Who sends for an endpoint, on a hub of many nodes: one live node at a time. Each
+    acquisition is a new term; the store's writes for the endpoint (cursor, dead
+    letters) are refused unless this node's term still holds the lease."""
 
     async def acquire(self, project_id: int, endpoint: str, lease_ms: int) -> bool: ...
 

@@ -94,6 +94,8 @@ async def test_redis_pruning_keeps_what_a_cursor_has_not_passed(redis_url: str) 
     def hold() -> None:
         engine.reader.webhook_endpoints = {PROJECT: ("e1",)}
 
+    for endpoint in ("e1", "gone"):  # writes are fenced by the endpoint's lease
+        assert await store.acquire(PROJECT, endpoint, 60_000)
     try:
         await check_cursor_holds_the_log(engine, store, positions, prune, hold)
     finally:
@@ -131,8 +133,10 @@ async def test_sqlite_dead_letters_are_bounded(tmp_path: Path) -> None:
 
 async def test_redis_dead_letters_are_bounded(redis_url: str) -> None:
     engine = await RedisEngine(redis_url).start()
+    store = RedisDeliveryStore(engine.store.redis, "node", keep=3, keep_days=1)
+    assert await store.acquire(PROJECT, "e1", 60_000)
+    assert await store.acquire(PROJECT + 1, "e2", 60_000)
     try:
-        await check_dead_letters_bounded(RedisDeliveryStore(engine.store.redis, "node",
-                                                            keep=3, keep_days=1))
+        await check_dead_letters_bounded(store)
     finally:
         await engine.close()

@@ -5,34 +5,46 @@ live node its only sender (:mod:`monitor.hub.webhook_delivery`).
 Keys under the project's prefix ``hub:{P}:``::
 
     whc         hash endpoint -> cursor (the position of the last event done)
-    whl:ENDP    the endpoint's lease: the sending node's id, expiring after the lease
+    whl:ENDP    the endpoint's lease: the sending node's id and term, expiring after the
+                lease
     whd         hash delivery id -> the dead letter (JSON); ``whdn`` its id counter;
                 ``whdp`` the id up to which they were pruned (the oldest go first)
 
 A node renews the leases it holds every third of ``node_lease_ms`` and stops sending
 for an endpoint before its lease can have expired; a node that dies stops renewing, and
 another takes the endpoint over within ``node_lease_ms × 4/3``, from the saved cursor
-(the events the dead node sent after its last save are sent again).
+(the events the dead node sent after its last save are sent again). Fenced: a cursor or
+a dead letter is written only while the writer's term still holds the lease, so a node
+that lost it (frozen, cut off) cannot move the cursor or add a dead letter any more.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
 from monitor.hub.cluster.history import RedisHistory, prefix
 from monitor.hub.history import DAY_MS
-from monitor.hub.webhooks import Delivery
+from monitor.hub.webhooks import Delivery, LeaseLost
 
 SEQ_BITS = 20  # a stream entry's sequence within its millisecond, in a position
 
-# Move the cursor forward only: a node that lost the lease cannot move it back.
+# Move the cursor forward only, and only while the lease (KEYS[2]) is the writer's term.
 SAVE_CURSOR = """
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
 local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
 if tonumber(ARGV[2]) > old then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 return 1
+"""
+# A dead letter (ARGV[2], its JSON), only while the lease (KEYS[3]) is the writer's term.
+DEAD_LETTER = """
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
+local id = redis.call('INCR', KEYS[1])
+redis.call('HSET', KEYS[2], tostring(id), ARGV[2])
+return id
 """
 # Drop dead letters, oldest first: beyond the newest ARGV[1], or dead-lettered before
 # ARGV[2] (ms). Ids count up from 1, so the oldest left is just past the last pruned.
@@ -96,6 +108,7 @@ class RedisDeliveryStore:
         self.node_id = node_id
         self.keep = keep  # dead letters per project, the newest
         self.keep_ms = keep_days * DAY_MS  # none dead-lettered longer ago
+        self._terms: dict[str, str] = {}  # lease key -> this node's term (its value)
 
     async def last_position(self, project_id: int) -> int:
         rows = cast("list[tuple[str, Any]]",
@@ -106,16 +119,26 @@ class RedisDeliveryStore:
         text = await self.redis.hget(prefix(project_id) + "whc", endpoint)
         return None if text is None else int(text)
 
-    async def save_cursor(self, project_id: int, endpoint: str, position: int) -> None:
-        await self.redis.eval(SAVE_CURSOR, 1, prefix(project_id) + "whc", endpoint,
-                              str(position))
+    @staticmethod
+    def _lease_key(project_id: int, endpoint: str) -> str:
+        return prefix(project_id) + "whl:" + endpoint
+
+    async def save_cursor(self, project_id: int, endpoint: str, position: int) -> bool:
+        lease = self._lease_key(project_id, endpoint)
+        return bool(await self.redis.eval(SAVE_CURSOR, 2, prefix(project_id) + "whc", lease,
+                                          endpoint, str(position),
+                                          self._terms.get(lease, "")))
 
     async def dead_letter(self, project_id: int, endpoint: str, position: int, body: bytes,
                           attempts: int, error: str, now_ms: int) -> int:
         p = prefix(project_id)
-        delivery_id = int(await self.redis.incr(p + "whdn"))
-        await self.redis.hset(p + "whd", str(delivery_id), json.dumps(
-            [endpoint, position, body.decode(), attempts, error, "failed", now_ms, now_ms]))
+        lease = self._lease_key(project_id, endpoint)
+        delivery_id = int(await self.redis.eval(
+            DEAD_LETTER, 3, p + "whdn", p + "whd", lease, self._terms.get(lease, ""),
+            json.dumps([endpoint, position, body.decode(), attempts, error, "failed", now_ms,
+                        now_ms])))
+        if not delivery_id:
+            raise LeaseLost(endpoint)
         await self.prune_dead(project_id, now_ms)
         return delivery_id
 
@@ -163,13 +186,19 @@ class RedisDeliveryStore:
     # -- leases ------------------------------------------------------------------------
 
     async def acquire(self, project_id: int, endpoint: str, lease_ms: int) -> bool:
-        key = prefix(project_id) + "whl:" + endpoint
-        return bool(await self.redis.set(key, self.node_id, nx=True, px=lease_ms))
+        """Take the lease if nobody holds it: a new term of this node's."""
+        key = self._lease_key(project_id, endpoint)
+        term = f"{self.node_id} {secrets.token_hex(8)}"
+        if not await self.redis.set(key, term, nx=True, px=lease_ms):
+            return False
+        self._terms[key] = term
+        return True
 
     async def renew(self, project_id: int, endpoint: str, lease_ms: int) -> bool:
-        key = prefix(project_id) + "whl:" + endpoint
-        return bool(await self.redis.eval(RENEW, 1, key, self.node_id, str(lease_ms)))
+        key = self._lease_key(project_id, endpoint)
+        return bool(await self.redis.eval(RENEW, 1, key, self._terms.get(key, ""),
+                                          str(lease_ms)))
 
     async def release(self, project_id: int, endpoint: str) -> None:
-        await self.redis.eval(RELEASE, 1, prefix(project_id) + "whl:" + endpoint,
-                              self.node_id)
+        key = self._lease_key(project_id, endpoint)
+        await self.redis.eval(RELEASE, 1, key, self._terms.pop(key, ""))

@@ -97,13 +97,14 @@ class SqliteDeliveryStore:
             return None if row is None else int(row[0])
         return await self._run(work)
 
-    async def save_cursor(self, project_id: int, endpoint: str, position: int) -> None:
+    async def save_cursor(self, project_id: int, endpoint: str, position: int) -> bool:
         def work(db: sqlite3.Connection) -> None:
             db.execute("INSERT INTO webhook_cursors (project_id, endpoint, position) "
                        "VALUES (?, ?, ?) ON CONFLICT (project_id, endpoint) DO UPDATE SET "
                        "position = MAX(position, excluded.position)",
                        (project_id, endpoint, position))
         await self._run(work)
+        return True  # one node: no lease to lose
 
     async def dead_letter(self, project_id: int, endpoint: str, position: int, body: bytes,
                           attempts: int, error: str, now_ms: int) -> int:

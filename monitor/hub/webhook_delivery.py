@@ -88,11 +88,13 @@ class Pacer:
     """Delivery's share of the interpreter while the hub's loop is busy.
 
     Delivery runs on a thread of its own, but Python runs one thread at a time: delivery
-    running flat out takes half the interpreter from a hub loop saturated with changes.
-    So, measured every ``window_s``: while the hub's loop has been busy at least ``busy``
-    of the time, delivery keeps to ``share`` of the time, pausing between requests;
-    otherwise it runs freely. Under such load delivery goes on at a bounded pace rather
-    than stalling, or stealing from the changes.
+    running flat out takes about half the interpreter from a hub loop saturated with
+    changes. So, measured every ``window_s``: while the hub's loop (the main thread) is
+    busy at least ``busy`` of the time, delivery keeps to ``share`` of the time, pausing
+    between requests; otherwise it runs freely. (What the loop got is the measure, not
+    what it wanted: a loop that delivery slows still counts as busy, as ``busy`` is well
+    under the half it keeps when both want the interpreter.) Under a flood of changes,
+    delivery goes on at a bounded pace rather than stalling, or stealing from them.
     """
 
     def __init__(self, share: float, busy: float = 0.25, window_s: float = 0.1) -> None:
@@ -104,6 +106,7 @@ class Pacer:
         self._mine = time.thread_time()
         self._theirs = self._hub()
         self._resume = 0.0
+        self._credit = 0.0  # CPU seconds delivery may still use
         self.paused_s = 0.0
 
     async def pace(self) -> None:
@@ -118,11 +121,17 @@ class Pacer:
         mine, theirs = time.thread_time(), self._hub()
         used, busy = mine - self._mine, theirs - self._theirs
         self._since, self._mine, self._theirs = now, mine, theirs
-        if busy >= self.busy * wall and used > self.share * wall:
-            # As long as it takes for what delivery used to be its share.
-            wait = min(used / self.share - wall, 4 * self.window_s)
+        if busy < self.busy * wall:
+            self._credit = 0.0
+            return
+        # A bucket of CPU time, filled at the share (at most a window's worth ahead) and
+        # drained by what delivery used; in debt, delivery waits until it is paid. The
+        # next window includes the wait, and the loop's time in it.
+        self._credit = min(self._credit + self.share * wall - used,
+                           self.share * self.window_s)
+        if self._credit < 0:
+            wait = min(-self._credit / self.share, 10 * self.window_s)
             self._resume = now + wait
-            self._since = self._resume
             self.paused_s += wait
             await asyncio.sleep(wait)
 
@@ -452,14 +461,13 @@ class WebhookDispatcher:
             await self.pacer.pace()
             if generation is not None and not self._current(ep, generation):
                 return None
-            try:
-                async with asyncio.timeout(ep.hook.timeout_ms / 1000):
-                    async with client.post(ep.hook.url, data=body, headers=sent,
-                                           allow_redirects=False) as answer:
-                        status = answer.status
-                        retry_after = answer.headers.get("retry-after")
-                        # At most this much of the body; the rest goes with the connection.
-                        text = await answer.content.read(MAX_ANSWER_BYTES)
+            try:  # the session's total timeout covers connecting, sending and reading
+                async with client.post(ep.hook.url, data=body, headers=sent,
+                                       allow_redirects=False) as answer:
+                    status = answer.status
+                    retry_after = answer.headers.get("retry-after")
+                    # At most this much of the body; the rest goes with the connection.
+                    text = await answer.content.read(MAX_ANSWER_BYTES)
             except TimeoutError:
                 return "retry", "timed out", None
             except (aiohttp.ClientError, OSError, ValueError) as exc:

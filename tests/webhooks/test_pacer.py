@@ -16,7 +16,7 @@ def spin(seconds: float) -> None:
         sum(range(200))
 
 
-def delivery_share(main_busy: bool, seconds: float = 1.0) -> tuple[float, float]:
+def delivery_share(hub_busy: bool, seconds: float = 1.5) -> tuple[float, float]:
     """(the share of the wall time a CPU-bound delivery thread got, its pauses in s)."""
     out: dict[str, float] = {}
 
@@ -34,16 +34,19 @@ def delivery_share(main_busy: bool, seconds: float = 1.0) -> tuple[float, float]
 
     thread = threading.Thread(target=deliver)
     thread.start()
-    if main_busy:
+    if hub_busy:
         spin(seconds + 0.2)
     thread.join()
     return out["share"], out["paused"]
 
 
-def test_delivery_keeps_to_its_share_while_the_hub_is_busy_and_runs_free_otherwise() -> None:
-    share, paused = delivery_share(main_busy=True)
-    assert paused > 0.3
+def test_delivery_keeps_to_its_share_while_the_hub_is_busy() -> None:
+    share, paused = delivery_share(hub_busy=True)
+    assert paused > 0.8
     assert share < 0.2, share
-    share, paused = delivery_share(main_busy=False)
+
+
+def test_delivery_runs_freely_while_the_hub_is_idle() -> None:
+    share, paused = delivery_share(hub_busy=False)
     assert paused == 0
-    assert share > 0.2, share  # (the machine may be busy with other work)
+    assert share > 0.3, share  # (the machine may be busy with other work)

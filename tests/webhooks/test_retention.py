@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from monitor.hub.cluster.webhooks import RedisDeliveryStore, position_of
+from monitor.hub.cluster.history import position_of
+from monitor.hub.cluster.webhooks import RedisDeliveryStore
 from monitor.hub.history import DAY_MS
 from monitor.hub.state import UserRow
 from monitor.hub.store.webhooks import SqliteDeliveryStore

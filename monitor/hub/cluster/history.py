@@ -165,6 +165,19 @@ PRUNE_EVERY_S = 3600.0
 PRUNE_FIRST_S = 60.0
 
 
+SEQ_BITS = 20  # an entry's sequence within its millisecond, in a position
+
+
+def position_of(entry_id: str) -> int:
+    """A stream entry's id as an integer, in the same order (webhook cursors)."""
+    ms, _, seq = entry_id.partition("-")
+    return (int(ms) << SEQ_BITS) | int(seq or 0)
+
+
+def entry_of(position: int) -> str:
+    return f"{position >> SEQ_BITS}-{position & ((1 << SEQ_BITS) - 1)}"
+
+
 def prefix(project_id: int) -> str:
     return f"hub:{{{project_id}}}:"
 
@@ -306,8 +319,6 @@ class RedisHistory:
     async def _kept_from(self, project_id: int, cut: int) -> str:
         """The first entry of the log to keep: the cut's, or the first a webhook
         endpoint's cursor has not passed (the log is the endpoints' outbox)."""
-        from monitor.hub.cluster.webhooks import entry_of, position_of
-
         kept = f"{cut}-0"
         endpoints = self.webhook_endpoints.get(project_id)
         if endpoints:

@@ -26,11 +26,9 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from monitor.hub.cluster.history import RedisHistory, prefix
+from monitor.hub.cluster.history import RedisHistory, entry_of, position_of, prefix
 from monitor.hub.history import DAY_MS
 from monitor.hub.webhooks import Delivery, LeaseLost
-
-SEQ_BITS = 20  # a stream entry's sequence within its millisecond, in a position
 
 # Move the cursor forward only, and only while the lease (KEYS[2]) is the writer's term.
 SAVE_CURSOR = """
@@ -76,15 +74,6 @@ RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-def position_of(entry_id: str) -> int:
-    ms, _, seq = entry_id.partition("-")
-    return (int(ms) << SEQ_BITS) | int(seq or 0)
-
-
-def entry_of(position: int) -> str:
-    return f"{position >> SEQ_BITS}-{position & ((1 << SEQ_BITS) - 1)}"
 
 
 class RedisOutbox:

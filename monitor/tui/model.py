@@ -686,24 +686,41 @@ class AgentTable:
         if not dirty:
             return order.agents
         keys = order.keys
+        # Most changes leave an agent's key in a column as it was (a status change, for
+        # the name's order): only the agents whose key changed move.
+        moved: list[tuple[Agent, tuple[Any, ...]]] = []
         for user_id in dirty:
-            agent = agents.get(user_id)
-            if agent is not None:
-                keys[user_id] = self.sort_key(agent, column)
+            agent = agents.get(user_id)  # (the operator is touched before it is seen)
+            if agent is None:
+                continue
+            new = self.sort_key(agent, column)
+            if keys.get(user_id) != new:
+                moved.append((agent, new))
+        dirty.clear()
+        if not moved:
+            return order.agents
 
         def key(agent: Agent) -> tuple[Any, ...]:
             return keys[agent.user_id]
 
-        if len(dirty) * 8 < len(agents):  # a few moved: take them out, put them back
-            kept = [a for a in order.agents if a.user_id not in dirty]
-            for user_id in dirty:
-                agent = agents.get(user_id)
-                if agent is not None:
-                    bisect.insort(kept, agent, key=key)
-            order.agents = kept
-        else:
-            order.agents = sorted(agents.values(), key=key)
-        dirty.clear()
+        ordered = order.agents
+        if len(moved) * 8 < len(agents):  # a few moved: take them out, put them back
+            for agent, _ in moved:  # found by their old keys, which still order the list
+                old = keys.get(agent.user_id)
+                if old is None:
+                    continue  # new: not in the list yet
+                i = bisect.bisect_left(ordered, old, key=key)
+                if i == len(ordered) or ordered[i] is not agent:  # never: keys are unique
+                    break
+                del ordered[i]
+            else:
+                for agent, new in moved:
+                    keys[agent.user_id] = new
+                    bisect.insort(ordered, agent, key=key)
+                return ordered
+        for agent, new in moved:
+            keys[agent.user_id] = new
+        order.agents = sorted(agents.values(), key=key)
         return order.agents
 
     def prepare(self, column: str) -> None:

@@ -328,6 +328,34 @@ def test_summary_totals() -> None:
     assert summary.breaches == 2     # Bob's break, agent_6 ringing
 
 
+def test_kept_orders_move_only_the_agents_whose_keys_changed() -> None:
+    """Hundreds of agents, changes in batches a few (agents moved one by one, by their
+    old keys) or many (sorted anew) between reads, in every column: always the order a
+    fresh sort gives."""
+    import random
+
+    rng = random.Random(11)
+    table = AgentTable()
+    table.apply_snapshot("t", [value(f"a{i:03d}", "team", f"t{i % 7}", 60, f"N{i % 40}")
+                               for i in range(200)], now=NOW)
+    columns = ["name", "online", "status", "status_time", "call", "call_time",
+               "last_change", "team"]
+    for step in range(120):
+        for _ in range(rng.choice([1, 3, 20, 40])):
+            user = f"a{rng.randrange(205):03d}"  # a few new ones on the way
+            attribute = rng.choice(["manual_status", "onlineStatus", "call", "team"])
+            new = rng.choice({"manual_status": ["available", "break", None],
+                              "onlineStatus": ["online", "offline"],
+                              "call": ["Ringing", "Answered", "Ended"],
+                              "team": ["t1", "t2", None]}[attribute])
+            extra = {"displayName": f"N{rng.randrange(40)}"} if rng.random() < 0.05 else {}
+            table.apply_message("t", message(user, attribute, new, at=NOW + step, **extra),
+                                now=NOW + step)
+        for column in rng.sample(columns, 3):
+            expected = sorted(table.agents.values(), key=lambda a: table.sort_key(a, column))
+            assert names(table, sort=Sort(column)) == [a.user_id for a in expected], column
+
+
 def test_history_samples_every_step_and_is_bounded() -> None:
     table = AgentTable(history_seconds=60, history_step=10)
     table.apply_snapshot("t", [value("a", "manual_status", "available", 1)], now=NOW)

@@ -31,8 +31,6 @@ from monitor.protocol import (
     MAX_ATTRIBUTE_GRANTS,
     MAX_USER_ID_CHARS,
     MESSAGES,
-    OFFLINE,
-    ONLINE_STATUS,
     Result,
     has_hidden_chars,
 )
@@ -281,7 +279,7 @@ def remember_user(state: HubState, project_id: int, user_id: str, display_name: 
 
     effects.undo.append(undo)
     if before is None:
-        effects.extend(state.set_value(user, ONLINE_STATUS, OFFLINE, now_ms))
+        effects.extend(state.coordinator.introduce(state, user, now_ms))
     return effects, before is None
 
 

@@ -253,6 +253,11 @@ class Coordinator(Protocol):
         """A user's offline grace period ended with no connection here."""
         ...
 
+    def introduce(self, state: HubState, user: User, now_ms: int) -> Effects:
+        """A user made known without a connection (REST): offline, published, unless
+        its presence is known already."""
+        ...
+
     def notify(self, state: HubState, effects: Effects, project_id: int,
                user_ids: Sequence[str], frame: Callable[[], str], skip: str = "",
                if_others: bool = False) -> None:
@@ -307,6 +312,11 @@ class LocalCoordinator:
         pass
 
     def grace_ran_out(self, state: HubState, user: User, now_ms: int) -> Effects:
+        return state.set_value(user, ONLINE_STATUS, OFFLINE, now_ms)
+
+    def introduce(self, state: HubState, user: User, now_ms: int) -> Effects:
+        if ONLINE_STATUS in user.attributes:
+            return Effects()
         return state.set_value(user, ONLINE_STATUS, OFFLINE, now_ms)
 
     def notify(self, state: HubState, effects: Effects, project_id: int,

@@ -14,7 +14,16 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire, Guarded, Kick, Notify
+from monitor.hub.cluster.ops import (
+    Change,
+    Connect,
+    Disconnect,
+    Expire,
+    Guarded,
+    Introduce,
+    Kick,
+    Notify,
+)
 from monitor.hub.state import (
     CallRow,
     Effects,
@@ -88,6 +97,10 @@ class RedisCoordinator:
                                       session.connection_id, now_ms,
                                       0 if immediate else max(state.offline_grace_ms, 0)))
 
+    def introduce(self, state: HubState, user: User, now_ms: int) -> Effects:
+        # The user may have connected on another node meanwhile: Redis knows.
+        return Effects(ops=[Introduce(user.project_id, user.user_id, now_ms)])
+
     def grace_ran_out(self, state: HubState, user: User, now_ms: int) -> Effects:
         # Redis decides: the user may hold a connection on another node.
         return Effects(ops=[Expire(user.project_id, user.user_id, now_ms)])
@@ -141,7 +154,8 @@ class RedisCoordinator:
             user = state.user_or_new(project_id, fields["u"])
             if fields.get("d"):
                 user.display_name = fields["d"]
-            user.login_time = int(fields["l"])
+            if fields.get("l"):
+                user.login_time = int(fields["l"])
             state.set_grants(user, Grants.from_json(from_json(fields["g"])))
         return []
 

@@ -65,6 +65,16 @@ class Expire:
 
 
 @dataclass(frozen=True, slots=True)
+class Introduce:
+    """A user made known without a connection (REST): offline, published, unless Redis
+    already knows its presence."""
+
+    project_id: int
+    user_id: str
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Notify:
     """A frame for every connection, on every node, of some users (call notices, other
     devices of a user), but the connection ``skip`` (a connection id) if given; with
@@ -101,4 +111,4 @@ class Guarded:
     ops: tuple[Any, ...]
 
 
-ClusterOp = Change | Connect | Disconnect | Expire | Notify | Kick | Guarded
+ClusterOp = Change | Connect | Disconnect | Expire | Introduce | Notify | Kick | Guarded

@@ -19,7 +19,16 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from monitor.hub.cluster import scripts
-from monitor.hub.cluster.ops import Change, Connect, Disconnect, Expire, Guarded, Kick, Notify
+from monitor.hub.cluster.ops import (
+    Change,
+    Connect,
+    Disconnect,
+    Expire,
+    Guarded,
+    Introduce,
+    Kick,
+    Notify,
+)
 from monitor.hub.history import CallEvent, call_counts
 from monitor.hub.state import CallRow, UserRow
 from monitor.protocol import ALL_CALL_STATUS, CALL
@@ -169,13 +178,16 @@ class RedisStore:
                 batch.append(("G", [len(guarded), *checks], op))
                 batch += guarded
             elif isinstance(op, UserRow):
-                batch.append(("L", [op.user_id, op.display_name or "", op.login_time or 0,
+                login = "" if op.login_time is None else op.login_time
+                batch.append(("L", [op.user_id, op.display_name or "", login,
                                     dumps(op.grants.to_json()), *grant_map(op.grants)], op))
             elif isinstance(op, Connect):
                 batch.append(("O", [op.user_id, op.connection_id, op.now_ms, op.client], op))
             elif isinstance(op, Disconnect):
                 batch.append(("D", [op.user_id, op.connection_id, op.now_ms, op.grace_ms],
                               op))
+            elif isinstance(op, Introduce):
+                batch.append(("I", [op.user_id, op.now_ms], op))
             elif isinstance(op, Expire):
                 batch.append(("E", [op.user_id, op.now_ms], op))
             elif isinstance(op, CallRow):

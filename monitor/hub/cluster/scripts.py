@@ -146,8 +146,9 @@ local function op_change(o, n)
   end
 end
 
--- L: user, display name or '', login ms, grants JSON, then attribute, "topic topic"
--- pairs: the user's latest grants replace the previous ones.
+-- L: user, display name or '', login ms ('' for none yet: a user made known by REST),
+-- grants JSON, then attribute, "topic topic" pairs: the user's latest grants replace
+-- the previous ones.
 local function op_login(o, n)
   local user = ARGV[o]
   local ukey = P .. 'u:' .. user
@@ -155,11 +156,21 @@ local function op_login(o, n)
     if string.sub(f, 1, 2) == 'p:' then redis.call('HDEL', ukey, f) end
   end
   if ARGV[o + 1] ~= '' then redis.call('HSET', ukey, 'dn', ARGV[o + 1]) end
-  redis.call('HSET', ukey, 'lt', ARGV[o + 2], 'g', ARGV[o + 3])
+  if ARGV[o + 2] ~= '' then redis.call('HSET', ukey, 'lt', ARGV[o + 2]) end
+  redis.call('HSET', ukey, 'g', ARGV[o + 3])
   for i = o + 4, o + n - 1, 2 do redis.call('HSET', ukey, 'p:' .. ARGV[i], ARGV[i + 1]) end
   redis.call('SADD', P .. 'users', user)
   redis.call('XADD', LOG, 'MAXLEN', '~', MAXLEN, '*', 'k', 'l', 'u', user,
-    'd', redis.call('HGET', ukey, 'dn') or '', 'l', ARGV[o + 2], 'g', ARGV[o + 3])
+    'd', redis.call('HGET', ukey, 'dn') or '', 'l', redis.call('HGET', ukey, 'lt') or '',
+    'g', ARGV[o + 3])
+end
+
+-- I: user, ms. A user made known without a connection is offline, published, unless
+-- Redis already knows its presence (it may have connected on another node meanwhile).
+local function op_introduce(o, n)
+  if redis.call('HEXISTS', P .. 'u:' .. ARGV[o], 'a:onlineStatus') == 0 then
+    publish(ARGV[o], 'onlineStatus', '"offline"', ARGV[o + 1], '0', '', '')
+  end
 end
 
 -- O: user, connection, ms, client JSON. Returns the user's connections on other nodes
@@ -254,7 +265,8 @@ local function call_status(id)
 end
 
 local OPS = {C = op_change, L = op_login, O = op_connect, D = op_disconnect,
-             E = op_expire, A = op_call, N = op_notify, H = hist_call, K = op_kick}
+             E = op_expire, A = op_call, N = op_notify, H = hist_call, K = op_kick,
+             I = op_introduce}
 """
 
 # ARGV[3] the node, then the ops, each as: kind, number of arguments, arguments. Kind

@@ -229,6 +229,9 @@ class Hub:
                                                self.cluster.node_id, self.metrics)
         else:
             self._open_sqlite(data_dir)
+        if self.webhooks is not None:
+            # Before any change can come in: a new endpoint starts from the log's end.
+            await self.webhooks.start()
         assert self.peers is not None
         endpoint = Endpoint(self, self.peers, open_timeout_s=settings.auth_timeout_ms / 1000)
         self.ws_server = await asyncio.get_running_loop().create_server(
@@ -248,8 +251,6 @@ class Hub:
             if self._tasks[1].done():
                 self._tasks[1].result()  # raises the reason it could not start
             await asyncio.sleep(0.01)
-        if self.webhooks is not None:
-            await self.webhooks.start()
         log.info("event=started ws=ws://%s:%d/ api=http://%s:%d data=%s users=%d projects=%d",
                  settings.host, settings.ws_port, settings.host, settings.api_port, data_dir,
                  len(self.state.users), len(self.config.projects))

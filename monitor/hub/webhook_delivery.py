@@ -219,6 +219,7 @@ class WebhookDispatcher:
     async def start(self) -> None:
         for ep in self.endpoints.values():
             ep.client = self._client(ep.hook)
+            await self._start_cursor(ep)  # before the hub takes any change
             if self._lease is None:
                 await self._begin(ep)
             self._runners.append(asyncio.create_task(self._run(ep)))
@@ -236,13 +237,20 @@ class WebhookDispatcher:
                                 project_id, log_field(str(exc)))
             await asyncio.sleep(PRUNE_EVERY_S)
 
+    async def _start_cursor(self, ep: Endpoint) -> int:
+        """The endpoint's saved cursor. A new endpoint's is the log's end: it gets what is
+        logged from now on, not the whole history (set by whichever node is first)."""
+        cursor = await self._store.cursor(ep.project_id, ep.id)
+        if cursor is None:
+            await self._store.init_cursor(ep.project_id, ep.id,
+                                          await self._store.last_position(ep.project_id))
+            cursor = await self._store.cursor(ep.project_id, ep.id)
+            assert cursor is not None
+        return cursor
+
     async def _begin(self, ep: Endpoint) -> None:
         """Start sending for ``ep`` from its saved cursor."""
-        cursor = await self._store.cursor(ep.project_id, ep.id)
-        if cursor is None:  # a new endpoint: from now on, not the whole history
-            cursor = await self._store.last_position(ep.project_id)
-            if not await self._store.save_cursor(ep.project_id, ep.id, cursor):
-                raise LeaseLost(ep.id)
+        cursor = await self._start_cursor(ep)
         ep.reset()
         ep.generation += 1
         ep.cursor = ep.read = ep.saved = cursor

@@ -208,6 +208,9 @@ class DeliveryStore(Protocol):
 
     async def cursor(self, project_id: int, endpoint: str) -> int | None: ...
 
+    async def init_cursor(self, project_id: int, endpoint: str, position: int) -> None:
+        """Set a new endpoint's cursor, unless it has one."""
+
     async def save_cursor(self, project_id: int, endpoint: str, position: int) -> bool:
         """Move the cursor forward; False if refused (the endpoint's lease, on a hub of
         many, is no longer this node's)."""

@@ -108,6 +108,10 @@ class RedisDeliveryStore:
         text = await self.redis.hget(prefix(project_id) + "whc", endpoint)
         return None if text is None else int(text)
 
+    async def init_cursor(self, project_id: int, endpoint: str, position: int) -> None:
+        # Creates only (no lease needed): a cursor once set moves under the lease.
+        await self.redis.hsetnx(prefix(project_id) + "whc", endpoint, str(position))
+
     @staticmethod
     def _lease_key(project_id: int, endpoint: str) -> str:
         return prefix(project_id) + "whl:" + endpoint

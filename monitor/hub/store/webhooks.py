@@ -97,6 +97,13 @@ class SqliteDeliveryStore:
             return None if row is None else int(row[0])
         return await self._run(work)
 
+    async def init_cursor(self, project_id: int, endpoint: str, position: int) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO webhook_cursors (project_id, endpoint, position) "
+                       "VALUES (?, ?, ?) ON CONFLICT (project_id, endpoint) DO NOTHING",
+                       (project_id, endpoint, position))
+        await self._run(work)
+
     async def save_cursor(self, project_id: int, endpoint: str, position: int) -> bool:
         def work(db: sqlite3.Connection) -> None:
             db.execute("INSERT INTO webhook_cursors (project_id, endpoint, position) "

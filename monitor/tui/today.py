@@ -5,7 +5,8 @@ Per agent: a bar of the day's online time split by status (its length the agent'
 time against the longest), online time, calls handled, AHT (talk time per call handled),
 occupancy (talk / online). Per team: the same added up. Sortable; read again every
 minute from ``GET /v1/reports/agents`` and ``/v1/reports/calls`` (see
-:mod:`monitor.tui.history` for the REST token it needs).
+:mod:`monitor.tui.history` for the REST token it needs). Like the grid, it leaves out
+the users who are not agents (``not_agents``: a supervisor), and says how many.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from monitor.tui.history import (
     HistoryUnavailable,
     day_start,
 )
-from monitor.tui.model import AgentTable
+from monitor.tui.model import Agent, AgentTable
 from monitor.tui.screens import AgentDetail
 from monitor.tui.settings import Settings
 from monitor.tui.wallboard import Wallboard
@@ -90,6 +91,15 @@ def rows_of(report: Mapping[str, Any]) -> list[Row]:
                         int(calls.get("handled", 0)), int(calls.get("missed", 0)),
                         int(calls.get("talkMs", 0))))
     return rows
+
+
+def is_agent(model: AgentTable, user_id: str) -> bool:
+    """Whether the grid counts ``user_id`` as an agent: not when its user id or role (a
+    ``role`` attribute on the topics, or the operator's token's role claim) is in
+    ``not_agents``. A user the topics do not carry is judged by its user id alone, or as
+    the operator."""
+    agent = model.agents.get(user_id)
+    return model.counts(agent if agent is not None else Agent(user_id))
 
 
 def team_total(name: str, rows: Sequence[Row]) -> Row:
@@ -239,9 +249,12 @@ class TodayScreen(Screen[None]):
 
     def __init__(self, source: HistorySource | None, settings: Settings,
                  clock: Callable[[], float], tz: dt.tzinfo | None,
-                 styles: Callable[[], Mapping[str, Style]], grouped: bool) -> None:
+                 styles: Callable[[], Mapping[str, Style]], grouped: bool,
+                 counts: Callable[[str], bool] = lambda user_id: True) -> None:
         super().__init__()
         self.source = source
+        self.counts = counts
+        """Whether a user id is an agent's (the others are left out, as on the grid)."""
         self.settings = settings
         self.clock = clock
         self.tz = tz
@@ -290,7 +303,13 @@ class TodayScreen(Screen[None]):
             return
         since = format_clock(day_start(self.clock(), self.tz), self.tz)[:5]
         read = f" · read {format_clock(self.read_at, self.tz)}" if self.read_at else ""
-        count = f" · {len(self.rows)} agents" if self.rows is not None else ""
+        rows: list[Row] | None = None
+        count = ""
+        if self.rows is not None:  # as on the grid: users who are not agents left out
+            rows = [row for row in self.rows if self.counts(row.key)]
+            count = f" · {len(rows)} agent{'' if len(rows) == 1 else 's'}"
+            if len(rows) < len(self.rows):
+                count += f" (+{len(self.rows) - len(rows)} not counted)"
         self.query_one("#today-title", Static).update(Text(
             f"Today since {since}{count}{read} · sorted by {SORT_WORDS[self.by]}"
             f"{' (reversed)' if self.reverse else ''} · o sort · g teams · Esc back",
@@ -298,10 +317,10 @@ class TodayScreen(Screen[None]):
         self.query_one("#today-calls", Static).update(Text(
             self.problem or calls_line(self.calls), no_wrap=True, overflow="ellipsis"))
         table = self.query_one("#today-table", Static)
-        if self.rows is None:
+        if rows is None:
             table.update(Text("" if self.problem else "reading the day from the hub…"))
             return
-        table.update(today_text(self.rows, self.by, self.reverse, self.grouped,
+        table.update(today_text(rows, self.by, self.reverse, self.grouped,
                                 self.settings.group_attribute, self.settings.statuses,
                                 self.settings.available_status, self.state_styles(),
                                 max(60, self.size.width)))
@@ -399,7 +418,8 @@ class HistoryViews(App[None]):
     def action_today(self) -> None:
         if not isinstance(self.screen, TodayScreen):
             self.push_screen(TodayScreen(self.history_source, self.settings, self.clock,
-                                         self.tz, self._styles, self.group_by))
+                                         self.tz, self._styles, self.group_by,
+                                         lambda user_id: is_agent(self.model, user_id)))
 
     def detail_screen(self, user_id: str) -> AgentDetail:
         """The agent detail, with the day from the hub when there is a REST token (else

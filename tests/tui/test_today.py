@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.style import Style
 
+from monitor.tui.feed import CONNECTED, Link, Session, Snapshot
 from monitor.tui.history import (
     NO_SOURCE,
     AgentDayDetail,
@@ -34,7 +35,16 @@ from monitor.tui.today import (
     today_text,
 )
 from tests.hub.wire import hub_with, login
-from tests.tui.scenario import NOW, answered, make_app, screen_text, settle
+from tests.tui.scenario import (
+    CALLS,
+    NOW,
+    TEAM,
+    answered,
+    make_app,
+    screen_text,
+    settle,
+    value,
+)
 
 MIDNIGHT = day_start(NOW, dt.UTC)
 H = 3600.0
@@ -202,6 +212,56 @@ async def test_today_screen_shows_the_day_per_team_and_sorts() -> None:
         await pilot.pause()
         assert not isinstance(app.screen, TodayScreen)
     assert source.asked[:2] == ["agents", "calls"]
+
+
+class FloorSource(MemorySource):
+    """A day with two agents and three users who are not agents: the operator (a
+    supervisor by the token's role claim), a team lead (by the ``role`` attribute on the
+    topic) and a user named in ``not_agents`` whom the topics do not carry."""
+
+    async def agents(self, start_ms: int, end_ms: int, group_attribute: str | None
+                     ) -> dict[str, Any]:
+        def entry(user: str, name: str, team: str, online_h: float) -> dict[str, Any]:
+            return {"userId": user, "displayName": name, "group": team,
+                    "onlineMs": ms(online_h * H), "statusMs": {"available": ms(online_h * H)},
+                    "calls": {"handled": 3, "missed": 0, "ringMs": 0, "talkMs": ms(H)}}
+        return {"agents": [entry("s1", "Ana Berg", "sales", 6),
+                           entry("p1", "Kemi Dang", "support", 5),
+                           entry("sam", "Sam Super", "sales", 9),
+                           entry("lead", "Lou Lead", "support", 8),
+                           entry("supervisor", "Night Desk", "support", 7)]}
+
+
+async def test_today_leaves_out_who_the_grid_does_not_count() -> None:
+    team = [value("s1", "onlineStatus", "online", 600, "Ana Berg"),
+            value("s1", "team", "sales", 600),
+            value("p1", "onlineStatus", "online", 600, "Kemi Dang"),
+            value("p1", "team", "support", 600),
+            value("sam", "onlineStatus", "online", 600, "Sam Super"),
+            value("sam", "team", "sales", 600),
+            value("lead", "onlineStatus", "online", 600, "Lou Lead"),
+            value("lead", "team", "support", 600),
+            value("lead", "role", "supervisor", 600)]
+    app = make_app([Session("sam", (TEAM, CALLS), {"manual_status": (TEAM,)},
+                            display_name="Sam Super", role="supervisor"),
+                    Snapshot(TEAM, team, seq=1, epoch="e1"), Link(CONNECTED)])
+    app.use_history(FloorSource())  # type: ignore[arg-type]
+    async with app.run_test(size=(130, 30)) as pilot:
+        await settle(app, pilot)
+        assert "2 agents (+2 not counted)" in screen_text(app)  # the grid: sam and lead
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, TodayScreen)
+        await answered(app, "today")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "Today since 00:00 · 2 agents (+3 not counted)" in text
+        assert "sales (1)" in text and "support (1)" in text
+        assert "Ana Berg" in text and "Kemi Dang" in text
+        for left_out in ("Sam Super", "Lou Lead", "Night Desk"):
+            assert left_out not in text
+        # the teams' figures are their agents' alone: 6 h and 5 h online, 3 calls each
+        assert text.count(" 6:00:00       3") == 2 and text.count(" 5:00:00       3") == 2
 
 
 async def test_today_screen_says_what_is_missing() -> None:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from rich.style import Style
 from rich.text import Text
 from textual import on
-from textual.app import ComposeResult, SystemCommand
+from textual.app import ComposeResult, ScreenStackError, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.css.query import NoMatches
@@ -295,8 +295,9 @@ class MonitorApp(HistoryViews, SupervisorActions):
         elif isinstance(event, Session):
             self.session = event
             self.model.set_operator(event.user_id, event.role)
-            self.screen.set_class(not event.subscribe, "-compact")
-            self.refresh_bindings()
+            if self.is_running:  # not once the app shuts down: its screens are closing
+                self.screen.set_class(not event.subscribe, "-compact")
+                self.refresh_bindings()
         elif isinstance(event, Link):
             self.link = event
             stale = event.state != CONNECTED and bool(self.model.agents)
@@ -331,7 +332,12 @@ class MonitorApp(HistoryViews, SupervisorActions):
 
     def tick(self) -> None:
         """A few times a second: look for alerts, reconcile, then bring one other
-        column's sort order up to date (alerts and sorts off the path of a key)."""
+        column's sort order up to date (alerts and sorts off the path of a key).
+
+        Nothing once the app shuts down: Textual closes the screens first and stops the
+        app's timers after, so a tick may still come when there is no screen left."""
+        if not self.is_running:
+            return
         try:
             self.check_alerts(self.clock())
         except NoMatches:  # the screen torn down under the timer
@@ -347,6 +353,8 @@ class MonitorApp(HistoryViews, SupervisorActions):
         try:
             self._reconcile()
         except NoMatches:  # a timer that fires while the screen is torn down, widget by widget
+            return
+        except ScreenStackError:  # every screen closed: the app is shutting down
             return
 
     def _reconcile(self) -> None:

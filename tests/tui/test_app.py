@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
+import pytest
+from textual.app import ScreenStackError
 from textual.widgets import Input
 
 from monitor.tui.app import MonitorApp
@@ -524,6 +527,26 @@ async def test_q_quits_cleanly_and_closes_the_feed() -> None:
     assert app.return_code == 0
     # the feed was told to close: its stream ends
     assert [e async for e in app.feed.events()] == []
+
+
+async def test_a_tick_or_a_session_during_the_shutdown_does_nothing() -> None:
+    """Textual closes the app's screens before it stops the app's timers: a clock tick
+    could come with no screen left, raise ScreenStackError, and fail whichever pilot
+    test was ending (now and then, on a loaded machine). Once the app has shut down it
+    is in that state for good: a tick, a reconcile and a feed's late events do
+    nothing."""
+    app = make_app()
+    async with app.run_test(size=WIDE) as pilot:
+        await settle(app, pilot)
+        assert app.screen.query_one(AgentGrid)
+    with pytest.raises(ScreenStackError):
+        app.screen  # noqa: B018  # every screen closed
+    app.tick()
+    app.reconcile()
+    app.handle_event(replace(operator_session(), subscribe=()))
+    app.handle_event(Link(RECONNECTING))
+    assert app.session is not None and app.session.subscribe == ()
+    assert app.link.state == RECONNECTING
 
 
 async def test_header_clicked_message_sorts_too() -> None:

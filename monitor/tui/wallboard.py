@@ -140,24 +140,29 @@ class Wallboard(Screen[None]):
         return dict(self._shown)
 
     def refresh_board(self) -> None:
-        """Put the latest numbers up (once a second, and when the app reconciles)."""
+        """Put the latest numbers up (once a second, and when the app reconciles).
+
+        The app may reconcile between the push of the board and its composition: the
+        tiles are not there yet and ``query_one`` raises ``NoMatches`` (which the app
+        lets pass). What is painted and shown is noted only once it is, so the next
+        refresh does it all."""
         if not self.is_attached:
             return
         now = self.clock()
         summary = self.summary(now)
         styles = self.state_styles()
         if styles is not self._painted:  # the theme's state colours, on the digits
-            self._painted = styles
             for key, _, state in TILES:
                 colour = styles.get(state, Style()).color
                 if colour is not None:
                     self.query_one(f"#tile-{key}", Digits).styles.color = \
                         Color.from_rich_color(colour)
+            self._painted = styles
         values = tile_values(summary)
         for key, value in values.items():
             if self._shown.get(key) != value:
-                self._shown[key] = value
                 self.query_one(f"#tile-{key}", Digits).update(value)
+                self._shown[key] = value
         others = f" · {summary.uncounted} not counted" if summary.uncounted else ""
         self.query_one("#wallboard-title", Static).update(Text(
             f"Wallboard · {summary.total} agents{others} · {format_clock(now, self.tz)} · "

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual.color import Color
+from textual.widgets import Digits
+
 from monitor.tui.alerts import AlertBook, notification, pick_notifier
 from monitor.tui.app import MonitorApp
 from monitor.tui.feed import CONNECTED, Link, Session, Snapshot
 from monitor.tui.model import OTHERS, AgentTable, Group, Thresholds
 from monitor.tui.settings import Settings
-from monitor.tui.wallboard import Wallboard
+from monitor.tui.wallboard import TILES, Wallboard
 from monitor.tui.widgets import AgentGrid, AlertList
 from tests.tui.scenario import (
     CALLS,
@@ -265,6 +268,26 @@ async def test_the_wallboard_shows_the_floor_and_each_team_and_esc_goes_back() -
         assert values["ringing"] == "0" and values["longest"] == "-"
         await pilot.press("escape")
         assert not isinstance(app.screen, Wallboard)
+
+
+async def test_the_wallboard_is_coloured_when_a_tick_comes_before_it_is_composed() -> None:
+    """The clock's tick may reconcile between the push of the wallboard and its
+    composition (its snapshot came out uncoloured now and then, on a loaded machine):
+    the tiles still take the theme's colours, and their numbers."""
+    app = floor_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.action_wallboard()  # `w`
+        board = app.screen
+        assert isinstance(board, Wallboard) and not board.query(Digits)  # not composed
+        app.tick()
+        await settle(app, pilot)
+        for key, _, state in TILES:
+            colour = app.styles_by_state[state].color
+            assert colour is not None
+            assert board.query_one(f"#tile-{key}", Digits).styles.color == \
+                Color.from_rich_color(colour), key
+        assert board.values()["ringing"] == "2"
 
 
 async def test_the_wallboard_is_in_the_palette() -> None:

@@ -8,6 +8,7 @@ import io
 from typing import Any
 
 from rich.console import Console
+from textual.command import CommandPalette
 
 from monitor.tui.app import MonitorApp
 from monitor.tui.feed import CONNECTED, Link, ScriptedFeed, Session, Snapshot, TopicMessage
@@ -133,6 +134,21 @@ async def answered(app: MonitorApp, group: str = "status") -> None:
     workers = [w for w in app.workers if w.group == group]
     if workers:  # (an empty list would mean "every worker", the feed's included)
         await app.workers.wait_for_complete(workers)
+
+
+async def palette_search(app: MonitorApp, pilot: Any, typed: str) -> None:
+    """Open the command palette, type ``typed`` and wait until its search is done (it
+    runs in a worker, each key cancelling the last one's): then Enter picks its best
+    hit, however long the search took."""
+    await pilot.press("ctrl+p")
+    await pilot.pause()
+    assert isinstance(app.screen, CommandPalette)
+    await pilot.press(*typed)  # the last key's Input.Changed has started its search
+    searches = [w for w in app.workers if w.group == CommandPalette._GATHER_COMMANDS_GROUP
+                and w.node is app.screen and not w.is_cancelled]
+    if searches:  # (none: it is over already)
+        await app.workers.wait_for_complete(searches)
+    await pilot.pause()
 
 
 def floor_snapshot() -> Snapshot:

@@ -27,6 +27,7 @@ from tests.tui.scenario import (
     make_app,
     message_event,
     operator_session,
+    palette_search,
     screen_text,
     settle,
     team_events,
@@ -471,10 +472,7 @@ async def test_command_palette_offers_actions_filters_sorts_and_themes() -> None
         await settle(app, pilot)
         assert row_ids(app) == ["agent_2"]
         # through the palette itself, as a person would
-        await pilot.press("ctrl+p")
-        await pilot.pause()
-        await pilot.press(*"monitor-light")
-        await pilot.pause(0.3)
+        await palette_search(app, pilot, "monitor-light")
         await pilot.press("enter")
         await pilot.pause()
         assert app.theme == "monitor-light"

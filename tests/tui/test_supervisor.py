@@ -23,6 +23,7 @@ from tests.tui.scenario import (
     floor_events,
     make_app,
     message_event,
+    palette_search,
     screen_text,
     settle,
     value,
@@ -294,10 +295,7 @@ async def test_the_wallboard_is_in_the_palette() -> None:
     app = floor_app()
     async with app.run_test(size=WIDE) as pilot:
         await settle(app, pilot)
-        await pilot.press("ctrl+p")
-        await pilot.pause()
-        await pilot.press(*"wallboard")
-        await pilot.pause(0.3)
+        await palette_search(app, pilot, "wallboard")
         await pilot.press("enter")
         await settle(app, pilot)
         assert isinstance(app.screen, Wallboard)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from redis import Redis
 
 from tests.calls.callwire import (
@@ -32,10 +33,23 @@ from tests.hubproc import HubProcess
 OTHER_DEVICE_AUTHEN = 104
 
 
-def paused_writes(redis: RedisServer, ms: int) -> None:
+PAUSE_MS = 2000  # long enough for both proposals to be made on a loaded machine
+# Nodes whose lease outlasts the pause: held writes hold their renewals too, and a lease
+# that ran out meanwhile gets a node swept by another (its calls ended, "party
+# disconnected") depending on which of the held writes Redis runs first.
+STEADY = {"node_lease_ms": 4 * PAUSE_MS}
+
+
+def paused_writes(redis: RedisServer, ms: int = PAUSE_MS) -> None:
     """Hold every write to Redis for ``ms``: proposals made meanwhile race."""
     with Redis.from_url(redis.url) as client:
         client.client_pause(ms, all=False)
+
+
+@pytest.fixture
+def steady_nodes(make_node: NodeFactory) -> list[HubProcess]:
+    """Three hub nodes on one redis-server, none swept while writes are held."""
+    return [make_node(**STEADY) for _ in range(3)]
 
 
 async def answered_call(nodes: list[HubProcess]) -> tuple[str, Wire, Wire, Wire, str]:
@@ -53,12 +67,13 @@ async def answered_call(nodes: list[HubProcess]) -> tuple[str, Wire, Wire, Wire,
 
 
 async def test_two_nodes_answering_one_call_at_once_exactly_one_wins(
-        nodes: list[HubProcess], redis_server: RedisServer) -> None:
+        steady_nodes: list[HubProcess], redis_server: RedisServer) -> None:
+    nodes = steady_nodes
     call_id, caller, desk, phone, _ = await answered_call(nodes)
     board = await supervisor(nodes[0])
     # Both nodes decide from the same view (Calling) while Redis holds their writes; it
     # then runs both proposals, one after the other: the second must be refused.
-    paused_writes(redis_server, 2000)
+    paused_writes(redis_server)
     replies = await asyncio.gather(control(desk, ANSWER, call_id),
                                    control(phone, ANSWER, call_id))
     results = sorted(r["r"] for r in replies)
@@ -80,14 +95,15 @@ async def test_two_nodes_answering_one_call_at_once_exactly_one_wins(
 
 
 async def test_a_call_changed_by_two_nodes_rest_reports_one_and_refuses_the_other(
-        nodes: list[HubProcess], redis_server: RedisServer) -> None:
+        steady_nodes: list[HubProcess], redis_server: RedisServer) -> None:
+    nodes = steady_nodes
     call_id = uid("pstn")
     agent_id = uid("arb_agent")
     watcher = await agent(nodes[0], agent_id)
     with nodes[1].rest() as rest:
         assert rest.put(f"/v1/calls/{call_id}", json={
             "from": "+4420123", "to": agent_id, "status": "Ringing"}).status_code == 200
-    paused_writes(redis_server, 2000)
+    paused_writes(redis_server)
 
     def report(node: HubProcess, status: str) -> Any:
         with node.rest() as rest:

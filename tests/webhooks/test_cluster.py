@@ -17,6 +17,7 @@ from monitor.hub.cluster.webhooks import RedisDeliveryStore
 from monitor.hub.webhooks import LeaseLost
 from tests.cluster.conftest import RedisServer, node_settings, redis_server
 from tests.hubproc import OTHER_PROJECT_ID, PROJECT_ID, HubProcess, free_port
+from tests.webhooks.conftest import watch
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.test_delivery import FAST, make_changes, statuses, wait_until
 
@@ -27,7 +28,7 @@ LEASE_MS = 1500
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = Receiver(free_port(), new_webhook_secret()).start()
+    r = watch(Receiver(free_port(), new_webhook_secret())).start()
     try:
         yield r
     finally:
@@ -36,7 +37,7 @@ def receiver() -> Iterator[Receiver]:
 
 def node(tmp: Path, redis: RedisServer, receiver: Receiver) -> HubProcess:
     tmp.mkdir(parents=True)
-    hub = HubProcess(tmp, extra_hub=node_settings(redis, node_lease_ms=LEASE_MS))
+    hub = watch(HubProcess(tmp, extra_hub=node_settings(redis, node_lease_ms=LEASE_MS)))
     lines = [f'url = "{receiver.url}"', f'secret = "{receiver.secret}"']
     lines += [f"{k} = {v}" for k, v in FAST.items()]
     text = hub.config_path.read_text()

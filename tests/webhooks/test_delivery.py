@@ -15,6 +15,7 @@ import pytest
 from monitor.config import new_webhook_secret
 from tests.hub.wire import login
 from tests.hubproc import OTHER_PROJECT_ID, PROJECT_ID, HubProcess, free_port
+from tests.webhooks.conftest import watch
 from tests.webhooks.receiver import Receiver, Request
 
 GRANTS = [("manual_status", "wh_team"), ("note", "wh_team")]
@@ -22,7 +23,7 @@ GRANTS = [("manual_status", "wh_team"), ("note", "wh_team")]
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = Receiver(free_port(), new_webhook_secret())
+    r = watch(Receiver(free_port(), new_webhook_secret()))
     try:
         yield r
     finally:
@@ -34,7 +35,7 @@ def hub_for(tmp: Path, receiver: Receiver, *more: tuple[Receiver, dict[str, Any]
     """A hub (not started) whose project PROJECT_ID posts to ``receiver`` (and to each
     of ``more`` with its own settings)."""
     tmp.mkdir(parents=True, exist_ok=True)
-    hub = HubProcess(tmp, extra_hub="offline_grace_ms = 0")
+    hub = watch(HubProcess(tmp, extra_hub="offline_grace_ms = 0"))
     tables = ""
     for r, settings in ((receiver, hook), *more):
         lines = [f'url = "{r.url}"', f'secret = "{r.secret}"']
@@ -82,9 +83,13 @@ def count_status(receiver: Receiver) -> int:
 
 
 async def wait_until(check: Any, timeout: float = 20) -> None:
+    """Until ``check()`` is true. If it is not within ``timeout``, the test fails, and its
+    report shows what each receiver got and each hub's log (tests/webhooks/conftest.py)."""
     deadline = time.monotonic() + timeout
     while not check():
-        assert time.monotonic() < deadline, "timed out"
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s (what each receiver got, and "
+                                 "each hub's log, follow)")
         await asyncio.sleep(0.05)
 
 
@@ -265,7 +270,7 @@ async def test_a_clean_restart_sends_nothing_twice(tmp_path: Path, receiver: Rec
 
 @pytest.fixture
 def other_receiver() -> Iterator[Receiver]:
-    r = Receiver(free_port(), new_webhook_secret())
+    r = watch(Receiver(free_port(), new_webhook_secret()))
     try:
         yield r
     finally:
@@ -353,7 +358,7 @@ async def test_call_transitions_are_sent_with_both_parties(
 
 async def test_the_routes_answer_without_webhooks_and_refuse_bad_ids(tmp_path: Path) -> None:
     tmp_path.mkdir(exist_ok=True)
-    hub = HubProcess(tmp_path).start()
+    hub = watch(HubProcess(tmp_path)).start()
     try:
         with hub.rest() as rest:
             assert rest.get("/v1/webhooks").json() == {"webhooks": []}

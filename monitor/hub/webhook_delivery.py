@@ -97,13 +97,20 @@ class Pacer:
     delivery goes on at a bounded pace rather than stalling, or stealing from them.
     """
 
-    def __init__(self, share: float, busy: float = 0.25, window_s: float = 0.1) -> None:
+    def __init__(self, share: float, busy: float = 0.25, window_s: float = 0.1, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 cpu: Callable[[], float] = time.thread_time,
+                 hub_cpu: Callable[[], float] | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """``clock``, ``cpu`` (delivery's thread), ``hub_cpu`` (the hub's loop) and
+        ``sleep``: real ones unless a test gives its own."""
         self.share = share
         self.busy = busy
         self.window_s = window_s
-        self._hub = _hub_cpu()
-        self._since = time.monotonic()
-        self._mine = time.thread_time()
+        self._clock, self._cpu, self._sleep = clock, cpu, sleep
+        self._hub = hub_cpu or _hub_cpu()
+        self._since = clock()
+        self._mine = cpu()
         self._theirs = self._hub()
         self._resume = 0.0
         self._credit = 0.0  # CPU seconds delivery may still use
@@ -111,14 +118,14 @@ class Pacer:
 
     async def pace(self) -> None:
         """Wait if delivery is over its share (call on the delivery thread)."""
-        now = time.monotonic()
+        now = self._clock()
         if now < self._resume:
-            await asyncio.sleep(self._resume - now)
+            await self._sleep(self._resume - now)
             return
         wall = now - self._since
         if wall < self.window_s:
             return
-        mine, theirs = time.thread_time(), self._hub()
+        mine, theirs = self._cpu(), self._hub()
         used, busy = mine - self._mine, theirs - self._theirs
         self._since, self._mine, self._theirs = now, mine, theirs
         if busy < self.busy * wall:
@@ -133,7 +140,7 @@ class Pacer:
             wait = min(-self._credit / self.share, 10 * self.window_s)
             self._resume = now + wait
             self.paused_s += wait
-            await asyncio.sleep(wait)
+            await self._sleep(wait)
 
 
 @dataclass

@@ -117,6 +117,21 @@ def event_of(user_id: str, attribute: str, data: str) -> dict[str, Any]:
     return out
 
 
+def read_events_after(db: sqlite3.Connection, project_id: int, after: int, limit: int
+                      ) -> list[tuple[int, dict[str, Any]]]:
+    """The project's events after position ``after``, in log order (an outbox's read)."""
+    return [(row[0], event_of(*row[1:])) for row in db.execute(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE project_id = ? AND id > ? "
+        "ORDER BY id LIMIT ?", (project_id, after, limit))]
+
+
+def last_event_id(db: sqlite3.Connection, project_id: int) -> int:
+    """The position of the project's latest event (0: none)."""
+    row = db.execute("SELECT MAX(id) FROM events WHERE project_id = ?",
+                     (project_id,)).fetchone()
+    return int(row[0] or 0)
+
+
 @dataclass
 class Staged:
     """A batch's rows, and what memory becomes once they are committed."""
@@ -173,9 +188,7 @@ class EventLog:
         if last is None:
             last = self._last.get(project_id)
             if last is None:
-                row = self._db.execute("SELECT MAX(id) FROM events WHERE project_id = ?",
-                                       (project_id,)).fetchone()
-                last = self._last[project_id] = row[0] or 0
+                last = self._last[project_id] = last_event_id(self._db, project_id)
         new = ms << ID_BITS
         if new <= last:
             new = last + 1
@@ -320,12 +333,7 @@ class EventLog:
     async def events_after(self, project_id: int, after: int, limit: int
                            ) -> list[tuple[int, dict[str, Any]]]:
         """Events after position ``after``, in log order (an outbox reads from here)."""
-        def work(db: sqlite3.Connection) -> list[tuple[int, dict[str, Any]]]:
-            return [(row[0], event_of(*row[1:])) for row in db.execute(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE project_id = ? AND id > ? "
-                "ORDER BY id LIMIT ?", (project_id, after, limit))]
-
-        return await self._read(work)
+        return await self._read(lambda db: read_events_after(db, project_id, after, limit))
 
     # -- retention ------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from monitor.hub.history import DAY_MS
-from monitor.hub.store.history import EVENT_COLUMNS, event_of
+from monitor.hub.store.history import last_event_id, read_events_after
 from monitor.hub.webhooks import Delivery
 
 T = TypeVar("T")
@@ -77,18 +77,10 @@ class SqliteDeliveryStore:
     async def events_after(self, project_id: int, after: int, limit: int
                            ) -> list[tuple[int, dict[str, Any]]]:
         """The :class:`~monitor.hub.webhooks.Outbox`: events after position ``after``."""
-        def work(db: sqlite3.Connection) -> list[tuple[int, dict[str, Any]]]:
-            return [(row[0], event_of(*row[1:])) for row in db.execute(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE project_id = ? AND id > ? "
-                "ORDER BY id LIMIT ?", (project_id, after, limit))]
-        return await self._run(work)
+        return await self._run(lambda db: read_events_after(db, project_id, after, limit))
 
     async def last_position(self, project_id: int) -> int:
-        def work(db: sqlite3.Connection) -> int:
-            row = db.execute("SELECT MAX(id) FROM events WHERE project_id = ?",
-                             (project_id,)).fetchone()
-            return int(row[0] or 0)
-        return await self._run(work)
+        return await self._run(lambda db: last_event_id(db, project_id))
 
     async def cursor(self, project_id: int, endpoint: str) -> int | None:
         def work(db: sqlite3.Connection) -> int | None:
